@@ -1,0 +1,33 @@
+"""A WebSocket echo server: Flask on gevent-websocket, served by gunicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask, Response, request
+from werkzeug.routing import WebsocketMismatch
+
+from .config import Settings
+from .routes import WEBSOCKET_PATH, bp, text_response
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app; without ``settings`` they come from the ``ECHO_*`` environment."""
+    app = Flask(
+        __name__,
+        template_folder=str(_ROOT / "templates"),
+        static_folder=str(_ROOT / "static"),
+    )
+    app.config["ECHO_SETTINGS"] = settings or Settings.from_env()
+    app.register_blueprint(bp)
+    app.register_error_handler(WebsocketMismatch, _no_websocket_here)
+    return app
+
+
+def _no_websocket_here(error: WebsocketMismatch) -> Response:
+    """A handshake to a path that serves plain HTTP only: 404, never an upgrade."""
+    return text_response(
+        404, f"No WebSocket endpoint at {request.path}; connect to {WEBSOCKET_PATH}"
+    )

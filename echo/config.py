@@ -1,0 +1,126 @@
+"""Server settings: the one place their names, defaults and meanings live.
+
+Values come from code (``gunicorn.conf.py`` or a test) and are overridden by
+``ECHO_*`` environment variables, so the production file, the development
+server and ad-hoc runs all agree. Every value is validated at start-up: a bad
+one stops the server with a message naming the setting.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+ENV_PREFIX = "ECHO_"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the server cannot run with."""
+
+
+def _seconds(raw: Any) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("must be a number of seconds >= 0")
+    return value
+
+
+_SIZE = re.compile(r"\s*(\d[\d_]*)\s*(B|KiB|MiB|GiB)?\s*", re.IGNORECASE)
+_UNITS = {"b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+
+
+def _size(raw: Any) -> int:
+    if isinstance(raw, int):
+        value = raw
+    else:
+        match = _SIZE.fullmatch(str(raw))
+        if not match:
+            raise ValueError("must be a byte count such as 1048576 or 1MiB")
+        value = int(match[1]) * _UNITS[(match[2] or "b").lower()]
+    if value < 1:
+        raise ValueError("must be at least 1 byte")
+    return value
+
+
+def _origins(raw: Any) -> frozenset[str] | None:
+    items = raw.replace(",", " ").split() if isinstance(raw, str) else list(raw)
+    if not items or items == ["*"]:
+        return None
+    origins = set()
+    for item in items:
+        origin = item.strip().rstrip("/").lower()
+        parts = urlsplit(origin)
+        if origin != "null" and not (parts.scheme and parts.netloc and not parts.path):
+            raise ValueError(f"{item!r} is not an origin like https://example.com or *")
+        origins.add(origin)
+    return frozenset(origins)
+
+
+def _setting(default: Any, parse: Callable[[Any], Any], doc: str) -> Any:
+    return field(default=default, metadata={"parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """WebSocket behaviour of the server (see the README's configuration table)."""
+
+    ping_interval: float = _setting(
+        20.0, _seconds, "Seconds between server Pings that keep idle connections open; 0 disables."
+    )
+    ping_timeout: float = _setting(
+        20.0, _seconds, "Seconds to wait for the Pong before closing with 1011; 0 disables."
+    )
+    max_message_size: int = _setting(
+        1 << 20, _size, "Largest message (all fragments) accepted; larger ones close with 1009."
+    )
+    allowed_origins: frozenset[str] | None = _setting(
+        None, _origins, "Origins allowed to connect (comma-separated); * allows any."
+    )
+    close_timeout: float = _setting(
+        5.0, _seconds, "Seconds to wait for the client's side of a closing handshake."
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **values: Any) -> Settings:
+        """Build settings from ``values``, each overridden by its ``ECHO_*`` variable."""
+        environ = os.environ if environ is None else environ
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        resolved = {}
+        for f in fields(cls):
+            name = env_name(f.name)
+            raw = environ.get(name, values.get(f.name, f.default))
+            if raw is None:
+                resolved[f.name] = None
+                continue
+            try:
+                resolved[f.name] = f.metadata["parse"](raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name} (setting {f.name}) = {raw!r}: {exc}") from None
+        return cls(**resolved)
+
+    def to_env(self) -> list[str]:
+        """Render as ``NAME=value`` lines (gunicorn's ``raw_env``) that parse back identically."""
+        return [f"{env_name(f.name)}={_render(getattr(self, f.name))}" for f in fields(self)]
+
+
+def env_name(setting: str) -> str:
+    """The environment variable that overrides ``setting``."""
+    return ENV_PREFIX + setting.upper()
+
+
+def _render(value: Any) -> str:
+    if value is None:
+        return "*"
+    if isinstance(value, frozenset):
+        return ",".join(sorted(value))
+    return str(value)

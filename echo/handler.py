@@ -1,0 +1,94 @@
+"""gevent-websocket's handler, with routing left to the application.
+
+The stock handler upgrades any path before the application sees the request,
+answers bad handshakes with a 500 or a broken body, and sends ``402`` to
+HTTP/1.0. Here the handler only validates the handshake; the 101 is sent when
+the application's view calls ``accept()``, so a handshake to a path without a
+WebSocket view gets that path's ordinary response and is never upgraded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from gevent.pywsgi import WSGIHandler
+from geventwebsocket.handler import WebSocketHandler
+
+from . import handshake
+from .websocket import EchoWebSocket, State
+
+log = logging.getLogger(__name__)
+
+
+class EchoHandler(WebSocketHandler):
+    """Serves plain HTTP as pywsgi does and hands valid handshakes to the app."""
+
+    websocket: EchoWebSocket | None = None
+    # pywsgi's request log, which (unlike gevent-websocket's) includes the 101s.
+    log_request = WSGIHandler.log_request
+
+    def run_application(self) -> None:
+        if not handshake.is_requested(self.environ):
+            WSGIHandler.run_application(self)
+            return
+        self.close_connection = True  # refused or upgraded, the connection ends here
+        try:
+            handshake.check(self.environ)
+        except handshake.HandshakeRejected as rejection:
+            log.info("handshake rejected (%s): %s", rejection.status, rejection.reason)
+            self._respond(rejection.status, rejection.reason, rejection.headers)
+            return
+        self.websocket = EchoWebSocket(self)
+        self.environ["wsgi.websocket"] = self.websocket
+        self.environ["wsgi.websocket_version"] = handshake.VERSION
+        failed = True
+        try:
+            WSGIHandler.run_application(self)
+            failed = False
+        finally:
+            if self.websocket.state is not State.CONNECTING:
+                self.websocket.close_and_wait(1011 if failed else 1000)
+
+    def complete_handshake(self) -> None:
+        """Send the 101 response (called by ``EchoWebSocket.accept``)."""
+        WSGIHandler.start_response(
+            self, "101 Switching Protocols", handshake.response_headers(self.environ)
+        )
+        self.write(b"")
+
+    def start_response(
+        self, status: str, headers: handshake.Headers, exc_info: Any = None
+    ) -> Callable[[bytes], None]:
+        if self._upgraded:
+            # The view's return value after an upgrade has nowhere to go.
+            if exc_info:
+                raise exc_info[1].with_traceback(exc_info[2])
+            return _discard
+        return WSGIHandler.start_response(self, status, headers, exc_info)
+
+    def process_result(self) -> None:
+        if not self._upgraded:
+            WSGIHandler.process_result(self)
+
+    @property
+    def _upgraded(self) -> bool:
+        return self.websocket is not None and self.websocket.state is not State.CONNECTING
+
+    def _respond(self, status: str, reason: str, headers: handshake.Headers) -> None:
+        body = f"{reason}\n".encode()
+        WSGIHandler.start_response(
+            self,
+            status,
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                *headers,
+            ],
+        )
+        self.write(body)
+
+
+def _discard(data: bytes) -> None:
+    """The WSGI ``write`` callable for a response that is never sent."""

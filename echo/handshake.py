@@ -1,0 +1,86 @@
+"""The opening handshake of RFC 6455 section 4.2, as checks on a WSGI environ.
+
+Every rejection carries an HTTP status and a one-line reason for the client,
+so a bad handshake is answered with a 4xx that says what was wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+VERSION = "13"
+
+Headers = list[tuple[str, str]]
+
+
+class HandshakeRejected(Exception):
+    """A handshake the server refuses, with the response to send."""
+
+    def __init__(self, status: str, reason: str, headers: Headers | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or []
+
+
+def _tokens(value: str) -> set[str]:
+    return {token.strip().lower() for token in value.split(",")}
+
+
+def is_requested(environ: Mapping[str, Any]) -> bool:
+    """Whether the client asks to switch to WebSocket (valid or not)."""
+    return "websocket" in _tokens(environ.get("HTTP_UPGRADE", ""))
+
+
+def check(environ: Mapping[str, Any]) -> None:
+    """Raise ``HandshakeRejected`` unless the request is a valid version-13 handshake."""
+    if environ.get("REQUEST_METHOD") != "GET":
+        raise HandshakeRejected(
+            "405 Method Not Allowed", "a WebSocket handshake must use GET", [("Allow", "GET")]
+        )
+    if environ.get("SERVER_PROTOCOL") != "HTTP/1.1":
+        raise HandshakeRejected("400 Bad Request", "a WebSocket handshake must use HTTP/1.1")
+    if "upgrade" not in _tokens(environ.get("HTTP_CONNECTION", "")):
+        raise HandshakeRejected("400 Bad Request", "the Connection header must include Upgrade")
+    version = environ.get("HTTP_SEC_WEBSOCKET_VERSION")
+    if version is None or version.strip() != VERSION:
+        problem = "missing" if version is None else f"unsupported ({version!r})"
+        raise HandshakeRejected(
+            "400 Bad Request",
+            f"Sec-WebSocket-Version is {problem}; this server speaks version {VERSION}",
+            [("Sec-WebSocket-Version", VERSION)],
+        )
+    key = environ.get("HTTP_SEC_WEBSOCKET_KEY")
+    if key is None:
+        raise HandshakeRejected("400 Bad Request", "Sec-WebSocket-Key is missing")
+    if not _is_valid_key(key):
+        raise HandshakeRejected(
+            "400 Bad Request", "Sec-WebSocket-Key must be 16 bytes encoded in base64"
+        )
+
+
+def _is_valid_key(key: str) -> bool:
+    try:
+        return len(base64.b64decode(key.strip(), validate=True)) == 16
+    except (binascii.Error, ValueError):
+        return False
+
+
+def accept_key(key: str) -> str:
+    """The ``Sec-WebSocket-Accept`` value that proves the server read ``key``."""
+    digest = hashlib.sha1((key.strip() + GUID).encode("ascii")).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def response_headers(environ: Mapping[str, Any]) -> Headers:
+    """Headers of the 101 response to a handshake that passed ``check``."""
+    return [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Accept", accept_key(environ["HTTP_SEC_WEBSOCKET_KEY"])),
+    ]

@@ -1,0 +1,60 @@
+"""Server pings (the ASP.NET sample's ``KeepAliveInterval``) and the pong deadline.
+
+Idle connections through proxies and load balancers are dropped after a
+minute or so of silence; a ping every ``interval`` seconds keeps them open,
+and a pong missing for ``timeout`` seconds reveals a peer that is gone.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+import gevent
+
+from .errors import ConnectionClosed
+from .websocket import EchoWebSocket
+
+
+class Keepalive:
+    """Pings ``ws`` while the ``with`` block runs; ``0`` disables either part."""
+
+    def __init__(self, ws: EchoWebSocket, interval: float, timeout: float) -> None:
+        self._ws = ws
+        self._interval = interval
+        self._timeout = timeout
+        self._greenlet: gevent.Greenlet | None = None
+
+    def __enter__(self) -> Keepalive:
+        if self._interval:
+            self._greenlet = gevent.spawn(self._run)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill()
+
+    def _run(self) -> None:
+        while True:
+            gevent.sleep(self._interval)
+            # The deadline covers sending the ping too: a writer stuck behind
+            # a client that stopped reading must not hold the connection forever.
+            deadline = gevent.Timeout(self._timeout or None)
+            deadline.start()
+            try:
+                pong = self._ws.ping()
+                if self._timeout:
+                    pong.wait()
+            except ConnectionClosed:
+                return
+            except gevent.Timeout as expired:
+                if expired is not deadline:
+                    raise
+                self._ws.abort(1011, "keepalive ping timeout")
+                return
+            finally:
+                deadline.close()

@@ -1,0 +1,19 @@
+"""The echo loop that runs, one greenlet per connection, behind ``/ws``."""
+
+from __future__ import annotations
+
+from .config import Settings
+from .errors import ConnectionClosed
+from .keepalive import Keepalive
+from .websocket import EchoWebSocket
+
+
+def run_echo(ws: EchoWebSocket, settings: Settings) -> None:
+    """Accept ``ws`` and send every message back with its type until the client leaves."""
+    ws.accept(max_message_size=settings.max_message_size, close_timeout=settings.close_timeout)
+    with Keepalive(ws, settings.ping_interval, settings.ping_timeout):
+        while (message := ws.receive()) is not None:
+            try:
+                ws.send(message)
+            except ConnectionClosed:
+                break

@@ -1,0 +1,235 @@
+"""One WebSocket connection: gevent-websocket's ``WebSocket`` done right.
+
+Replaces its frame path (limits, masking, UTF-8, close codes) with
+``MessageReader``, serializes every write under a lock so pings never land
+inside a message, and runs the closing handshake of RFC 6455 section 7 with a
+bounded wait, so neither a polite nor a vanished client leaves anything behind.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import socket
+from typing import TYPE_CHECKING
+
+import gevent
+from gevent.event import Event
+from gevent.lock import Semaphore
+from geventwebsocket.websocket import WebSocket
+
+from . import frames
+from .errors import ConnectionClosed, ProtocolError
+from .reader import Close, Message, MessageReader, Ping, Pong
+
+if TYPE_CHECKING:
+    from .handler import EchoHandler
+
+log = logging.getLogger(__name__)
+
+# Payloads up to this size are sent in one write with their header; larger
+# ones are written after it, which costs a syscall but saves a copy.
+_COALESCE_LIMIT = 64 * 1024
+_DRAIN_CHUNK = 64 * 1024
+
+
+class State(enum.Enum):
+    CONNECTING = "connecting"  # handshake validated, 101 not sent
+    OPEN = "open"
+    CLOSING = "closing"  # our Close frame is sent, the client's is awaited
+    CLOSED = "closed"
+
+
+class EchoWebSocket(WebSocket):
+    """A server-side connection, created by ``EchoHandler`` and accepted by a view."""
+
+    def __init__(self, handler: EchoHandler) -> None:
+        # The parent's __init__ wires up its own frame path, which is not used.
+        self.handler = handler
+        self.environ = handler.environ
+        self.state = State.CONNECTING
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._socket = handler.socket
+        self._rfile = handler.rfile
+        self._reader: MessageReader | None = None
+        self._close_timeout = 0.0
+        self._send_lock = Semaphore()
+        self._pending_ping: tuple[bytes, Event] | None = None
+        self._close_timer: gevent.Greenlet | None = None
+
+    @property
+    def closed(self) -> bool:  # gevent-websocket's meaning: closing or closed
+        return self.state in (State.CLOSING, State.CLOSED)
+
+    def accept(self, *, max_message_size: int, close_timeout: float) -> None:
+        """Send the 101 response; from now on the connection speaks WebSocket."""
+        if self.state is not State.CONNECTING:
+            raise RuntimeError("the handshake is already complete")
+        self.handler.complete_handshake()
+        self._reader = MessageReader(self._rfile, max_message_size)
+        self._close_timeout = close_timeout
+        self.state = State.OPEN
+
+    def receive(self) -> str | bytes | None:
+        """The next message (``str`` for text, ``bytes`` for binary).
+
+        Answers pings and the client's Close on the way. Returns ``None`` once
+        the connection is over, whoever ended it and however.
+        """
+        while self.state in (State.OPEN, State.CLOSING):
+            try:
+                event = self._reader.read_event()
+            except ProtocolError as exc:
+                self._fail(exc.code, exc.reason)
+            except (EOFError, OSError):
+                self._lost()
+            else:
+                if isinstance(event, Message):
+                    if self.state is State.OPEN:
+                        return event.data
+                    # Data after our Close frame is discarded (RFC 6455 section 5.5.1).
+                elif isinstance(event, Ping):
+                    self._send_quietly(frames.OP_PONG, event.payload)
+                elif isinstance(event, Pong):
+                    self._on_pong(event.payload)
+                elif isinstance(event, Close):
+                    self._on_close(event.code, event.reason)
+        return None
+
+    def send(self, message: str | bytes | bytearray | memoryview, binary: bool | None = None) -> None:
+        """Send one message; ``str`` goes as text and bytes as binary unless ``binary`` says."""
+        if binary is None:
+            binary = not isinstance(message, str)
+        payload = message.encode("utf-8") if isinstance(message, str) else message
+        self.send_frame(payload, frames.OP_BINARY if binary else frames.OP_TEXT)
+
+    def send_frame(self, message: bytes | bytearray | memoryview, opcode: int) -> None:
+        """Write one whole frame; raises ``ConnectionClosed`` if it cannot be sent."""
+        with self._send_lock:
+            if not _may_send(self.state, opcode):
+                raise ConnectionClosed(f"cannot send on a {self.state.value} connection")
+            self._write(opcode, message)
+
+    def _write(self, opcode: int, payload: bytes | bytearray | memoryview) -> None:
+        header = frames.encode_header(opcode, len(payload))
+        try:
+            if len(payload) <= _COALESCE_LIMIT:
+                self._socket.sendall(header + payload)
+            else:
+                self._socket.sendall(header)
+                self._socket.sendall(payload)
+        except OSError as exc:
+            raise ConnectionClosed(f"connection lost: {exc}") from None
+
+    def ping(self, payload: bytes | None = None) -> Event:
+        """Send a Ping; the returned event is set when its Pong arrives."""
+        payload = os.urandom(4) if payload is None else payload
+        waiter = Event()
+        self._pending_ping = (payload, waiter)
+        self.send_frame(payload, frames.OP_PING)
+        return waiter
+
+    def close(self, code: int | None = 1000, message: str | bytes = "") -> None:
+        """Start the closing handshake; ``receive()`` returns ``None`` when it ends.
+
+        If the client does not answer within ``close_timeout`` the connection is
+        dropped. Safe to call from any greenlet, and more than once.
+        """
+        if self.state is not State.OPEN:
+            return
+        reason = message.decode("utf-8") if isinstance(message, bytes) else message
+        self._send_close(code, reason)
+        self._close_timer = gevent.spawn_later(self._close_timeout, self.abort)
+
+    def close_and_wait(self, code: int | None = 1000, reason: str = "") -> None:
+        """Close if still open and read until the closing handshake is over."""
+        self.close(code, reason)
+        while self.receive() is not None:
+            pass  # messages after our Close frame are discarded
+
+    def abort(self, code: int | None = None, reason: str = "") -> None:
+        """End the connection now, from any greenlet, waking a blocked reader or writer.
+
+        With ``code``, a Close frame goes first if no other write is in progress
+        and the socket takes it within ``close_timeout`` (the peer may have
+        stopped reading).
+        """
+        if code is not None and self.state is State.OPEN and self._send_lock.acquire(blocking=False):
+            try:
+                self.state, self.close_code, self.close_reason = State.CLOSING, code, reason
+                with gevent.Timeout(self._close_timeout, False):
+                    self._write(frames.OP_CLOSE, frames.encode_close(code, reason))
+            except ConnectionClosed:
+                pass
+            finally:
+                self._send_lock.release()
+        self._mark_closed(socket.SHUT_RDWR)
+
+    def _send_close(self, code: int | None, reason: str) -> None:
+        self.close_code, self.close_reason = code, reason
+        self.state = State.CLOSING
+        self._send_quietly(frames.OP_CLOSE, frames.encode_close(code, reason))
+
+    def _send_quietly(self, opcode: int, payload: bytes) -> None:
+        try:
+            self.send_frame(payload, opcode)
+        except ConnectionClosed:
+            pass
+
+    def _on_pong(self, payload: bytes) -> None:
+        if self._pending_ping and self._pending_ping[0] == payload:
+            self._pending_ping[1].set()
+            self._pending_ping = None
+
+    def _on_close(self, code: int | None, reason: str) -> None:
+        if self.state is State.OPEN:
+            self._send_close(code, reason)  # echo the client's code and reason
+        self._mark_closed(socket.SHUT_WR)
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection (RFC 6455 section 7.1.7) after a protocol error."""
+        log.info("closing with %d: %s", code, reason)
+        if self.state is State.OPEN:
+            self._send_close(code, reason)
+        self._socket_shutdown(socket.SHUT_WR)
+        self._drain()
+        self._mark_closed(socket.SHUT_RDWR)
+
+    def _drain(self) -> None:
+        """Read and discard until the client closes, bounded by ``close_timeout``.
+
+        Closing a socket with unread input makes the kernel send a reset, which
+        can destroy our Close frame before the client reads it.
+        """
+        with gevent.Timeout(self._close_timeout, False):
+            try:
+                while self._rfile.read1(_DRAIN_CHUNK):
+                    pass
+            except OSError:
+                pass
+
+    def _lost(self) -> None:
+        if self.state is State.OPEN:
+            self.close_code, self.close_reason = 1006, ""
+        self._mark_closed(socket.SHUT_RDWR)
+
+    def _mark_closed(self, how: int) -> None:
+        self.state = State.CLOSED
+        self._socket_shutdown(how)
+        timer, self._close_timer = self._close_timer, None
+        if timer is not None and timer is not gevent.getcurrent():
+            timer.kill(block=False)
+
+    def _socket_shutdown(self, how: int) -> None:
+        try:
+            self._socket.shutdown(how)
+        except OSError:
+            pass
+
+
+def _may_send(state: State, opcode: int) -> bool:
+    if opcode in frames.DATA_OPCODES:
+        return state is State.OPEN
+    return state in (State.OPEN, State.CLOSING)

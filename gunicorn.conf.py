@@ -1,0 +1,40 @@
+"""gunicorn configuration for production: ``gunicorn -c gunicorn.conf.py``.
+
+gunicorn's own conventions still apply on top of this file: command-line
+flags and GUNICORN_CMD_ARGS override it, WEB_CONCURRENCY sets the worker count.
+"""
+
+import os
+
+from echo.config import ConfigError, Settings
+
+wsgi_app = "app:app"
+
+# --- Server socket -----------------------------------------------------------
+# HOST and PORT as for `python app.py`; loopback unless you say otherwise.
+bind = [f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"]
+
+# --- Workers -----------------------------------------------------------------
+# One gevent worker holds thousands of connections; `workers` defaults to
+# WEB_CONCURRENCY (or 1). Each connection is one greenlet, up to
+# worker_connections per worker.
+worker_class = "echo.worker.EchoWorker"
+worker_connections = 1000
+
+# --- WebSocket settings --------------------------------------------------------
+# Meanings and defaults: README ("Configuration") and echo/config.py. Each
+# value here is overridden by its ECHO_* environment variable. Invalid values
+# stop start-up here, in the master, with the setting's name.
+try:
+    websocket = Settings.from_env(
+        ping_interval=20.0,  # ECHO_PING_INTERVAL, seconds; 0 disables
+        ping_timeout=20.0,  # ECHO_PING_TIMEOUT, seconds; 0 disables
+        max_message_size="1MiB",  # ECHO_MAX_MESSAGE_SIZE
+        allowed_origins="*",  # ECHO_ALLOWED_ORIGINS, e.g. "https://example.com"
+        close_timeout=5.0,  # ECHO_CLOSE_TIMEOUT, seconds
+    )
+except ConfigError as error:
+    raise SystemExit(f"gunicorn.conf.py: {error}") from None
+
+# Hand the resolved settings to the workers (gunicorn resets these on reload).
+raw_env = websocket.to_env()

@@ -1,0 +1,149 @@
+"""Real server processes for the tests: started on a free loopback port, torn down by group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Multiply every wait in the tests on a slow machine: ECHO_TEST_TIMEOUT_SCALE=3.
+TIMEOUT = 10.0 * float(os.environ.get("ECHO_TEST_TIMEOUT_SCALE", "1"))
+
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--no-control-socket"]
+DEV_SERVER = [sys.executable, "app.py"]
+
+
+# Servers alive right now, whose logs a failing test shows.
+RUNNING: list[ServerProcess] = []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = TIMEOUT, what: str = "condition") -> None:
+    """Poll ``predicate`` until true; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+class ServerProcess:
+    """A server command run in its own process group, logging to a file."""
+
+    def __init__(self, command: list[str], env: Mapping[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.command = command
+        self.label = " ".join([*command[1:3], *(f"{k}={v}" for k, v in (env or {}).items())])
+        self.env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), **(env or {})}
+        self.log_path = Path(tempfile.mkstemp(prefix="echo-server-", suffix=".log")[1])
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self, wait: bool = True) -> ServerProcess:
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        RUNNING.append(self)
+        if wait:
+            wait_for(self._ready, what=f"{self.command} to answer /healthz")
+        return self
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
+        try:
+            with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def wait_exit(self) -> int:
+        code = self.process.wait(timeout=TIMEOUT)
+        RUNNING.remove(self)
+        return code
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self in RUNNING:
+            RUNNING.remove(self)
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def worker_pids(self) -> list[int]:
+        """gunicorn's workers (the children of the master process)."""
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return [int(child) for child in children]
+
+    def worker_pid(self) -> int:
+        (pid,) = self.worker_pids()
+        return pid
+
+
+def proc_status(pid: int, field: str) -> int:
+    """A ``kB`` figure from /proc/PID/status, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def holds_connection(pid: int, peer_port: int) -> bool:
+    """Whether process ``pid`` has a socket open to the loopback client on ``peer_port``."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[2].split(":")[1], 16) == peer_port:
+            inodes.add(f"socket:[{fields[9]}]")
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for fd in fd_dir.iterdir():
+        try:
+            if os.readlink(fd) in inodes:
+                return True
+        except FileNotFoundError:
+            pass
+    return False

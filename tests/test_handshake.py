@@ -1,0 +1,85 @@
+"""Only /ws upgrades; every bad handshake gets a 4xx with a reason, never a 500."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from .rawws import RawClient, handshake_request, http_exchange
+
+
+def test_plain_http_to_ws_gets_400_with_reason(server):
+    for method in ("GET", "POST"):
+        request = urllib.request.Request(f"{server.http_url}/ws", method=method, data=None)
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(request)
+        assert error.value.code == 400
+        assert b"only accepts WebSocket handshakes" in error.value.read()
+
+
+@pytest.mark.parametrize("path", ["/", "/nope", "/healthz", "/ws/extra"])
+def test_handshake_to_other_path_gets_404_and_no_upgrade(server, path):
+    status, headers, body = http_exchange(server.port, handshake_request(server.port, path))
+    assert status == 404
+    assert "sec-websocket-accept" not in headers
+    assert "upgrade" not in headers
+
+
+def test_handshake_to_ws_switches_protocols(server):
+    with RawClient(server.port, Sec_WebSocket_Extensions="permessage-deflate") as client:
+        assert client.headers["upgrade"].lower() == "websocket"
+        assert client.headers["connection"].lower() == "upgrade"
+        assert "sec-websocket-extensions" not in client.headers  # compression declined
+
+
+def test_index_page_served(server):
+    with urllib.request.urlopen(server.http_url) as response:
+        page = response.read().decode()
+    assert "WebSocket Server URL" in page
+    assert "Communication Log" in page
+
+
+def test_healthz(server):
+    with urllib.request.urlopen(f"{server.http_url}/healthz") as response:
+        assert response.status == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "version", "method", "status", "reason"),
+    [
+        ({"Sec_WebSocket_Key": "not base64!"}, "HTTP/1.1", "GET", 400, b"Sec-WebSocket-Key"),
+        ({"Sec_WebSocket_Key": "c2hvcnQ="}, "HTTP/1.1", "GET", 400, b"16 bytes"),
+        ({"Sec_WebSocket_Key": None}, "HTTP/1.1", "GET", 400, b"Sec-WebSocket-Key is missing"),
+        ({"Sec_WebSocket_Version": None}, "HTTP/1.1", "GET", 400, b"missing"),
+        ({"Sec_WebSocket_Version": "8"}, "HTTP/1.1", "GET", 400, b"unsupported"),
+        ({"Connection": "keep-alive"}, "HTTP/1.1", "GET", 400, b"Connection header"),
+        ({}, "HTTP/1.0", "GET", 400, b"HTTP/1.1"),
+        ({}, "HTTP/1.1", "POST", 405, b"must use GET"),
+    ],
+    ids=["bad-key", "short-key", "no-key", "no-version", "version-8", "no-connection-upgrade", "http-1.0", "post"],
+)
+def test_bad_handshake_rejected_with_reason(server, headers, version, method, status, reason):
+    request = handshake_request(server.port, method=method, version=version, **headers)
+    got_status, got_headers, body = http_exchange(server.port, request)
+    assert got_status == status
+    assert reason in body
+    assert "sec-websocket-accept" not in got_headers
+    if b"Version" in reason or reason in (b"missing", b"unsupported"):
+        assert got_headers["sec-websocket-version"] == "13"
+    assert "Traceback" not in server.log()
+
+
+def test_disallowed_origin_gets_403(gunicorn_server):
+    server = gunicorn_server(ECHO_ALLOWED_ORIGINS="https://good.example, http://localhost:3000")
+    with pytest.raises(InvalidStatus) as error:
+        connect(server.ws_url, origin="https://evil.example")
+    assert error.value.response.status_code == 403
+    assert b"https://evil.example is not allowed" in error.value.response.body
+    for origin in ("https://good.example", "HTTP://LOCALHOST:3000", None):
+        with connect(server.ws_url, origin=origin) as ws:
+            ws.send("allowed")
+            assert ws.recv() == "allowed"
