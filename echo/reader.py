@@ -141,9 +141,15 @@ class MessageReader:
 
     def _decode(self, data: bytes, final: bool = False) -> str:
         try:
-            return self._decoder.decode(data, final)
+            text = self._decoder.decode(data, final)
         except UnicodeDecodeError:
             raise InvalidUTF8("text message is not valid UTF-8") from None
+        # CPython holds back ED A0..BF (a UTF-16 surrogate) until its third
+        # byte arrives; no third byte can make it valid, so fail now.
+        pending = self._decoder.getstate()[0]
+        if pending[:1] == b"\xed" and pending[1:2] >= b"\xa0":
+            raise InvalidUTF8("text message is not valid UTF-8")
+        return text
 
     def _read_exact(self, size: int) -> bytes:
         data = self._stream.read(size)

@@ -6,6 +6,7 @@ import base64
 import os
 import socket
 import struct
+import time
 
 from echo import handshake
 
@@ -102,8 +103,12 @@ class RawClient:
     def send(self, opcode: int, payload: bytes = b"", **options: object) -> None:
         self.sock.sendall(encode_frame(opcode, payload, **options))
 
-    def recv_frame(self) -> tuple[bool, int, bytes]:
-        """The next server frame as ``(fin, opcode, payload)``; server frames are never masked."""
+    def recv_frame(self, pace: float = 0.0) -> tuple[bool, int, bytes]:
+        """The next server frame as ``(fin, opcode, payload)``; server frames are never masked.
+
+        With ``pace``, the payload is read 16 KiB at a time with that many seconds
+        between reads: a slow consumer, which keeps the server's send blocked.
+        """
         head = self._read(2)
         assert not head[1] & 0x80, "server frames must not be masked"
         assert not head[0] & 0x70, "server frames must not set reserved bits"
@@ -112,7 +117,13 @@ class RawClient:
             (length,) = struct.unpack("!H", self._read(2))
         elif length == 127:
             (length,) = struct.unpack("!Q", self._read(8))
-        return bool(head[0] & 0x80), head[0] & 0x0F, self._read(length)
+        if not pace:
+            return bool(head[0] & 0x80), head[0] & 0x0F, self._read(length)
+        payload = bytearray()
+        while len(payload) < length:
+            time.sleep(pace)
+            payload += self._read(min(16384, length - len(payload)))
+        return bool(head[0] & 0x80), head[0] & 0x0F, bytes(payload)
 
     def recv_message(self) -> tuple[int, bytes]:
         """The next data frame's ``(opcode, payload)``, answering pings on the way."""

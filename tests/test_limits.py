@@ -1,0 +1,56 @@
+"""max_message_size: decided from frame headers, before the payload is read into memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosedError
+from websockets.sync.client import connect
+
+from .rawws import OP_BINARY, OP_CONT, OP_TEXT, RawClient, encode_frame
+from .servers import proc_status
+
+LIMIT = 1 << 20  # the default max_message_size
+
+
+def test_message_at_the_limit_echoed(server):
+    with connect(server.ws_url, max_size=None) as ws:
+        ws.send(b"\x5a" * LIMIT)
+        assert ws.recv() == b"\x5a" * LIMIT
+
+
+@pytest.mark.parametrize("claimed", [LIMIT + 1, 2 << 20, 1 << 62], ids=["limit+1", "2MiB", "2^62"])
+def test_oversized_frame_header_closes_1009_without_payload(server, claimed):
+    """Only the header is sent: the server must decide from it alone."""
+    with RawClient(server.port) as client:
+        header = encode_frame(OP_BINARY, b"", length=claimed)
+        client.sock.sendall(header[:-4] + header[-4:])  # header and mask, no payload
+        code, reason = client.recv_close()
+        assert code == 1009
+        assert b"limit" in reason
+
+
+def test_fragments_summing_over_limit_close_1009(server):
+    part = b"a" * (600 * 1024)
+    with RawClient(server.port) as client:
+        client.send(OP_TEXT, part, fin=False)
+        # The second header alone pushes the message over 1 MiB.
+        client.sock.sendall(encode_frame(OP_CONT, b"", length=len(part)))
+        assert client.recv_close()[0] == 1009
+
+
+def test_oversized_message_does_not_grow_server_memory(server):
+    """2 MiB against the 1 MiB limit: peak RSS must not rise by anything like 2 MiB."""
+    worker = server.worker_pid()
+    with connect(server.ws_url, max_size=None) as ws:
+        ws.send("warm up")
+        assert ws.recv() == "warm up"
+        before = proc_status(worker, "VmRSS")
+        Path(f"/proc/{worker}/clear_refs").write_text("5")  # reset the peak (VmHWM) to now
+        ws.send(b"\x00" * (2 << 20))
+        with pytest.raises(ConnectionClosedError) as closed:
+            ws.recv()
+    assert closed.value.rcvd.code == 1009
+    growth = proc_status(worker, "VmHWM") - before
+    assert growth < 512 * 1024, f"peak RSS grew by {growth} bytes"
