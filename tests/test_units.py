@@ -1,0 +1,118 @@
+"""The pure parts, on bytes: masking, frame reading, settings parsing."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+
+from echo import frames
+from echo.config import ConfigError, Settings
+from echo.errors import InvalidUTF8, MessageTooBig, ProtocolError
+from echo.reader import Close, Message, MessageReader, Ping
+
+from .rawws import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, encode_frame, mask_bytes
+
+
+@pytest.mark.parametrize("size", [*range(0, 17), 125, 126, 127, 65535, 65536, 65537])
+def test_apply_mask_matches_bytewise_xor_for_every_length(size):
+    data, mask = os.urandom(size), os.urandom(4)
+    assert frames.apply_mask(data, mask) == mask_bytes(data, mask)
+
+
+@pytest.mark.parametrize("offset", range(8))
+def test_rotated_mask_continues_mid_payload(offset):
+    data, mask = os.urandom(64), os.urandom(4)
+    whole = mask_bytes(data, mask)
+    assert frames.apply_mask(data[offset:], frames.rotate_mask(mask, offset)) == whole[offset:]
+
+
+def read_all(wire: bytes, max_size: int = 1 << 20) -> list:
+    reader = MessageReader(io.BufferedReader(io.BytesIO(wire)), max_size)
+    events = []
+    while True:
+        try:
+            events.append(reader.read_event())
+        except EOFError:
+            return events
+
+
+def test_reader_reads_payload_in_chunks_across_chunk_boundaries(monkeypatch):
+    monkeypatch.setattr("echo.reader.CHUNK_SIZE", 7)
+    text = "ünïcödé " * 50
+    wire = encode_frame(OP_TEXT, text.encode(), fin=False) + encode_frame(OP_CONT, b"!")
+    assert read_all(wire) == [Message(text + "!")]
+
+
+def test_reader_yields_control_frames_inside_a_message():
+    wire = (
+        encode_frame(OP_BINARY, b"ab", fin=False)
+        + encode_frame(OP_PING, b"p")
+        + encode_frame(OP_CONT, b"cd")
+        + encode_frame(OP_CLOSE, b"\x03\xe8bye")
+    )
+    assert read_all(wire) == [Ping(b"p"), Message(b"abcd"), Close(1000, "bye")]
+
+
+@pytest.mark.parametrize(
+    ("wire", "error"),
+    [
+        (encode_frame(OP_TEXT, b"\xff"), InvalidUTF8),
+        (encode_frame(OP_BINARY, b"", length=(1 << 20) + 1), MessageTooBig),
+        (encode_frame(OP_BINARY, b"", length=1 << 63), ProtocolError),
+        (encode_frame(OP_TEXT, b"x", mask=False), ProtocolError),
+    ],
+    ids=["utf8", "too-big", "64-bit-msb", "unmasked"],
+)
+def test_reader_errors_carry_close_codes(wire, error):
+    with pytest.raises(error) as raised:
+        read_all(wire)
+    assert raised.value.code == {InvalidUTF8: 1007, MessageTooBig: 1009}.get(error, 1002)
+
+
+def test_close_codes_that_may_be_sent():
+    sendable = [code for code in range(0, 5100) if frames.is_sendable_close_code(code)]
+    assert sendable[:12] == [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014]
+    assert sendable[12] == 3000 and sendable[-1] == 4999
+
+
+def test_settings_defaults():
+    settings = Settings.from_env({})
+    assert settings == Settings(20.0, 20.0, 1 << 20, None, 5.0)
+
+
+def test_environment_overrides_code_values():
+    env = {"ECHO_PING_INTERVAL": "0.5", "ECHO_ALLOWED_ORIGINS": "https://A.example/, null"}
+    settings = Settings.from_env(env, ping_interval=3, max_message_size="16MiB")
+    assert settings.ping_interval == 0.5
+    assert settings.max_message_size == 16 << 20
+    assert settings.allowed_origins == {"https://a.example", "null"}
+
+
+def test_settings_round_trip_through_the_environment():
+    settings = Settings.from_env({}, allowed_origins="https://b.example,https://a.example")
+    env = dict(line.split("=", 1) for line in settings.to_env())
+    assert Settings.from_env(env) == settings
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ECHO_PING_INTERVAL", "abc"),
+        ("ECHO_PING_TIMEOUT", "-1"),
+        ("ECHO_PING_INTERVAL", "inf"),
+        ("ECHO_MAX_MESSAGE_SIZE", "0"),
+        ("ECHO_MAX_MESSAGE_SIZE", "1 MB"),
+        ("ECHO_ALLOWED_ORIGINS", "example.com"),
+        ("ECHO_CLOSE_TIMEOUT", "soon"),
+    ],
+)
+def test_invalid_value_names_the_setting(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_unknown_setting_in_code_rejected():
+    with pytest.raises(ConfigError, match="ping_intervall"):
+        Settings.from_env({}, ping_intervall=1)
