@@ -8,6 +8,7 @@ bounded wait, so neither a polite nor a vanished client leaves anything behind.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import os
@@ -98,7 +99,9 @@ class EchoWebSocket(WebSocket):
                     self._on_close(event.code, event.reason)
         return None
 
-    def send(self, message: str | bytes | bytearray | memoryview, binary: bool | None = None) -> None:
+    def send(
+        self, message: str | bytes | bytearray | memoryview, binary: bool | None = None
+    ) -> None:
         """Send one message; ``str`` goes as text and bytes as binary unless ``binary`` says."""
         if binary is None:
             binary = not isinstance(message, str)
@@ -156,7 +159,11 @@ class EchoWebSocket(WebSocket):
         and the socket takes it within ``close_timeout`` (the peer may have
         stopped reading).
         """
-        if code is not None and self.state is State.OPEN and self._send_lock.acquire(blocking=False):
+        if (
+            code is not None
+            and self.state is State.OPEN
+            and self._send_lock.acquire(blocking=False)
+        ):
             try:
                 self.state, self.close_code, self.close_reason = State.CLOSING, code, reason
                 with gevent.Timeout(self._close_timeout, False):
@@ -173,10 +180,8 @@ class EchoWebSocket(WebSocket):
         self._send_quietly(frames.OP_CLOSE, frames.encode_close(code, reason))
 
     def _send_quietly(self, opcode: int, payload: bytes) -> None:
-        try:
+        with contextlib.suppress(ConnectionClosed):
             self.send_frame(payload, opcode)
-        except ConnectionClosed:
-            pass
 
     def _on_pong(self, payload: bytes) -> None:
         if self._pending_ping and self._pending_ping[0] == payload:
@@ -223,10 +228,8 @@ class EchoWebSocket(WebSocket):
             timer.kill(block=False)
 
     def _socket_shutdown(self, how: int) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._socket.shutdown(how)
-        except OSError:
-            pass
 
 
 def _may_send(state: State, opcode: int) -> bool:

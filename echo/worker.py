@@ -1,7 +1,7 @@
 """The gunicorn worker: gevent-websocket's, with ``EchoHandler`` and gunicorn's logging."""
 
-from gunicorn.workers.ggevent import PyWSGIHandler
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
+from gunicorn.workers.ggevent import PyWSGIHandler
 
 from .handler import EchoHandler
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import socket
 import struct
@@ -16,7 +17,11 @@ OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x
 
 
 def handshake_request(
-    port: int, path: str = "/ws", method: str = "GET", version: str = "HTTP/1.1", **headers: str | None
+    port: int,
+    path: str = "/ws",
+    method: str = "GET",
+    version: str = "HTTP/1.1",
+    **headers: str | None,
 ) -> bytes:
     """A handshake request; ``header_name=None`` leaves a default header out."""
     fields = {
@@ -81,7 +86,9 @@ def encode_frame(
 class RawClient:
     """An upgraded connection driven frame by frame."""
 
-    def __init__(self, port: int, path: str = "/ws", rcvbuf: int | None = None, **headers: str) -> None:
+    def __init__(
+        self, port: int, path: str = "/ws", rcvbuf: int | None = None, **headers: str
+    ) -> None:
         self.sock = socket.socket()
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -145,10 +152,8 @@ class RawClient:
 
     def assert_eof(self) -> None:
         """The server closed the TCP connection."""
-        try:
+        with contextlib.suppress(ConnectionResetError):
             assert self.file.read() == b""
-        except ConnectionResetError:
-            pass
 
     def _read(self, size: int) -> bytes:
         data = self.file.read(size)

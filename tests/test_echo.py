@@ -83,7 +83,9 @@ def test_vanished_client_cleaned_up_quietly(server):
         if vanish == "mid-frame":
             client.sock.sendall(b"\x82\xfe\x10\x00")  # 4096-byte frame announced, never sent
         client.close()
-        wait_for(lambda: not holds_connection(worker, port), what="the server to drop the socket")
+        wait_for(
+            lambda p=port: not holds_connection(worker, p), what="the server to drop the socket"
+        )
     assert "Traceback" not in server.log()
     with connect(server.ws_url) as ws:
         ws.send("still serving")
@@ -114,7 +116,7 @@ def test_many_concurrent_clients_echo_independently(server):
 
 def test_binary_stays_binary_on_the_wire(server):
     with RawClient(server.port) as client:
-        client.send(OP_BINARY, "text bytes".encode())
-        client.send(OP_TEXT, "text".encode())
+        client.send(OP_BINARY, b"text bytes")
+        client.send(OP_TEXT, b"text")
         assert client.recv_message() == (OP_BINARY, b"text bytes")
         assert client.recv_message() == (OP_TEXT, b"text")

@@ -23,7 +23,7 @@ def test_plain_http_to_ws_gets_400_with_reason(server):
 
 @pytest.mark.parametrize("path", ["/", "/nope", "/healthz", "/ws/extra"])
 def test_handshake_to_other_path_gets_404_and_no_upgrade(server, path):
-    status, headers, body = http_exchange(server.port, handshake_request(server.port, path))
+    status, headers, _body = http_exchange(server.port, handshake_request(server.port, path))
     assert status == 404
     assert "sec-websocket-accept" not in headers
     assert "upgrade" not in headers
@@ -60,7 +60,16 @@ def test_healthz(server):
         ({}, "HTTP/1.0", "GET", 400, b"HTTP/1.1"),
         ({}, "HTTP/1.1", "POST", 405, b"must use GET"),
     ],
-    ids=["bad-key", "short-key", "no-key", "no-version", "version-8", "no-connection-upgrade", "http-1.0", "post"],
+    ids=[
+        "bad-key",
+        "short-key",
+        "no-key",
+        "no-version",
+        "version-8",
+        "no-connection-upgrade",
+        "http-1.0",
+        "post",
+    ],
 )
 def test_bad_handshake_rejected_with_reason(server, headers, version, method, status, reason):
     request = handshake_request(server.port, method=method, version=version, **headers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import threading
@@ -25,7 +26,7 @@ def test_pings_arrive_at_the_interval(gunicorn_server):
             assert opcode == OP_PING
             arrivals.append(time.monotonic())
             client.send(OP_PONG, payload)
-        gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
+        gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
         assert 0.4 < statistics.median(gaps) < 0.8, gaps
         client.send(OP_BINARY, b"still open")
         assert client.recv_frame() == (True, OP_BINARY, b"still open")
@@ -39,7 +40,7 @@ def test_client_that_never_answers_is_closed_1011(gunicorn_server):
         _, opcode, _ = client.recv_frame()  # the first ping, left unanswered
         first_ping = time.monotonic()
         assert opcode == OP_PING
-        fin, opcode, payload = client.recv_frame()
+        _fin, opcode, payload = client.recv_frame()
         waited = time.monotonic() - first_ping
         assert (opcode, payload[:2]) == (OP_CLOSE, (1011).to_bytes(2, "big"))
         assert waited > 0.9, "closed before ping_timeout had passed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import urllib.request
 
 import pytest
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
@@ -25,9 +26,8 @@ def test_dev_server_echoes_with_the_same_settings():
 def test_flask_run_answers_handshake_with_a_clear_4xx():
     server = ServerProcess([sys.executable, "-m", "flask", "--app", "app", "run"])
     server.env["FLASK_RUN_PORT"] = str(server.port)  # flask run ignores PORT
-    with server:
-        with pytest.raises(InvalidStatus) as error:
-            connect(server.ws_url)
+    with server, pytest.raises(InvalidStatus) as error:
+        connect(server.ws_url)
     assert error.value.response.status_code == 400
     assert b"make run" in error.value.response.body
 
@@ -48,3 +48,12 @@ def test_gunicorn_cmd_args_and_web_concurrency_respected():
         with connect(server.ws_url) as ws:
             ws.send("two workers")
             assert ws.recv() == "two workers"
+
+
+def test_make_run_serves_page_and_echo():
+    with ServerProcess(["make", "--no-print-directory", "run"]) as server:
+        with urllib.request.urlopen(server.http_url) as response:
+            assert b"WebSocket Server URL" in response.read()
+        with connect(server.ws_url) as ws:
+            ws.send("via make run")
+            assert ws.recv() == "via make run"

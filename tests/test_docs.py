@@ -1,0 +1,33 @@
+"""The README's configuration table is the settings, not a copy that drifts."""
+
+from __future__ import annotations
+
+import re
+import runpy
+from dataclasses import fields
+
+from echo.config import Settings, env_name
+
+from .servers import ROOT
+
+ROW = re.compile(r"^\| `(\w+)` \| `(ECHO_\w+)` \| `([^`]+)` \| (.+) \|$")
+
+
+def test_configuration_table_matches_settings():
+    readme = (ROOT / "README.md").read_text()
+    rows = {m[1]: (m[2], m[3]) for m in map(ROW.match, readme.splitlines()) if m}
+    assert sorted(rows) == sorted(f.name for f in fields(Settings))
+    for name, (variable, default) in rows.items():
+        assert variable == env_name(name)
+        assert Settings.from_env({}, **{name: default}) == Settings.from_env({}), name
+
+
+def test_gunicorn_conf_sets_every_setting_at_its_default(monkeypatch):
+    for f in fields(Settings):
+        monkeypatch.delenv(env_name(f.name), raising=False)
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert conf["websocket"] == Settings()
+    assert conf["raw_env"] == Settings().to_env()
+    source = (ROOT / "gunicorn.conf.py").read_text()
+    for f in fields(Settings):
+        assert re.search(rf"^\s+{f.name}=", source, re.M), f"{f.name} not set explicitly"
