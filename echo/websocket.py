@@ -119,7 +119,7 @@ class EchoWebSocket(WebSocket):
         header = frames.encode_header(opcode, len(payload))
         try:
             if len(payload) <= _COALESCE_LIMIT:
-                self._socket.sendall(header + payload)
+                self._socket.sendall(b"".join((header, payload)))
             else:
                 self._socket.sendall(header)
                 self._socket.sendall(payload)

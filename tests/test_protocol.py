@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from .rawws import (
@@ -13,6 +15,7 @@ from .rawws import (
     RawClient,
     close_payload,
 )
+from .servers import TIMEOUT
 
 
 def expect_failure(client: RawClient, code: int) -> None:
@@ -90,3 +93,18 @@ def test_invalid_sequence_split_across_fragments_fails_fast(server):
         client.send(OP_TEXT, b"ok \xed", fin=False)
         client.send(OP_CONT, b"\xa0", fin=False)
         expect_failure(client, 1007)
+
+
+def test_client_that_never_finishes_closing_is_dropped_after_close_timeout(gunicorn_server):
+    server = gunicorn_server(ECHO_CLOSE_TIMEOUT="0.5")
+    with RawClient(server.port) as client:
+        client.send(OP_TEXT, b"unmasked", mask=False)
+        assert client.recv_close()[0] == 1002
+        # Keep sending (as a broken client might) and never close: the server's
+        # reset after close_timeout ends the connection.
+        started = time.monotonic()
+        with pytest.raises(OSError):
+            while time.monotonic() - started < TIMEOUT:
+                client.sock.sendall(b"\x00" * 1024)
+                time.sleep(0.01)
+        assert time.monotonic() - started > 0.4
