@@ -5,13 +5,25 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format clean
+.PHONY: run test lint format screenshot system-packages clean
 
 run: $(VENV)/.runtime
 	$(BIN)/gunicorn -c gunicorn.conf.py
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev system-packages
 	$(BIN)/pytest
+
+# The browser and proxy tests drive Debian's chromium and nginx.
+system-packages:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing$$missing"; apt-get update && apt-get install -y $$missing; fi
+
+# docs/console.png, taken by the browser test from a real session.
+screenshot: $(VENV)/.dev system-packages
+	ECHO_SCREENSHOT=docs/console.png $(BIN)/pytest -q tests/test_console.py -k text_binary
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -1,42 +1,140 @@
-// A minimal console for the echo endpoint; every text is inserted with textContent.
+// The echo console: connect to any WebSocket URL and log exactly what happened.
+// Everything shown is inserted with textContent, never parsed as HTML.
 "use strict";
-const $ = (id) => document.getElementById(id);
-const url = $("url");
-const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-url.value = `${scheme}//${location.host}${url.dataset.path}`;
-let socket = null;
 
-function log(from, to, data) {
-  const row = $("log").insertRow();
-  for (const text of [from, to, data]) row.insertCell().textContent = text;
+const $ = (id) => document.getElementById(id);
+const STATES = ["Connecting", "Open", "Closing", "Closed"];
+const HEX_PREVIEW_BYTES = 64;
+const encoder = new TextEncoder();
+
+let socket = null;
+let pending = []; // sent messages awaiting their echo: {data, sentAt}
+
+// ws(s)://<this page's host and path prefix>/ws, so it also works behind a proxy.
+const endpoint = new URL($("url").dataset.endpoint, document.baseURI);
+endpoint.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+$("url").value = endpoint.href;
+
+function showState() {
+  const state = socket ? socket.readyState : null;
+  $("state").textContent = state === null ? "Ready to connect..." : STATES[state] ?? `Unknown (${state})`;
+  const open = state === WebSocket.OPEN;
+  for (const id of ["message", "kind", "send", "file", "send-file", "close-code", "close-reason", "close"]) {
+    $(id).disabled = !open;
+  }
+  const idle = state === null || state === WebSocket.CLOSED;
+  $("url").disabled = $("connect").disabled = !idle;
 }
 
-function setOpen(open) {
-  $("message").disabled = $("send").disabled = $("close").disabled = !open;
-  url.disabled = $("connect").disabled = open;
+function log(kind, { from = "", to = "", type = "", size = "", rtt = "", data = "" }) {
+  const row = $("log").insertRow();
+  row.className = kind;
+  const time = new Date().toLocaleTimeString([], { hour12: false }) + `.${String(Date.now() % 1000).padStart(3, "0")}`;
+  for (const text of [time, from, to, type, size === "" ? "" : `${size} B`, rtt, data]) {
+    row.insertCell().textContent = text;
+  }
+  row.scrollIntoView({ block: "nearest" });
+}
+
+const logEvent = (data) => log("event", { data });
+const logError = (data) => log("error", { data: `Error: ${data}` });
+
+function describe(data) {
+  if (typeof data === "string") return { type: "text", size: encoder.encode(data).length, data };
+  const bytes = new Uint8Array(data);
+  const hex = Array.from(bytes.subarray(0, HEX_PREVIEW_BYTES), (b) => b.toString(16).padStart(2, "0")).join(" ");
+  return { type: "binary", size: bytes.length, data: bytes.length > HEX_PREVIEW_BYTES ? `${hex} …` : hex };
+}
+
+function sameData(a, b) {
+  if (typeof a === "string" || typeof b === "string") return a === b;
+  const x = new Uint8Array(a), y = new Uint8Array(b);
+  return x.length === y.length && x.every((value, i) => value === y[i]);
+}
+
+// Round-trip time: the received message matches the oldest pending send with the same content.
+function roundTrip(data) {
+  const index = pending.findIndex((sent) => sameData(sent.data, data));
+  if (index < 0) return "";
+  const [sent] = pending.splice(index, 1);
+  return `${(performance.now() - sent.sentAt).toFixed(1)} ms`;
+}
+
+function send(data) {
+  try {
+    socket.send(data);
+  } catch (error) {
+    logError(error.message);
+    return;
+  }
+  pending.push({ data, sentAt: performance.now() });
+  log("sent", { from: "Client", to: "Server", ...describe(data) });
+}
+
+function parseHex(text) {
+  const digits = text.replace(/0x|[\s,:]/gi, "");
+  if (digits.length % 2 || /[^0-9a-f]/i.test(digits)) throw new Error(`"${text}" is not hex bytes, e.g. 01 02 ff`);
+  return Uint8Array.from(digits.match(/../g) ?? [], (pair) => parseInt(pair, 16)).buffer;
 }
 
 $("connect-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  $("state").textContent = "Connecting";
-  socket = new WebSocket(url.value);
-  socket.onopen = () => { $("state").textContent = "Open"; setOpen(true); log("", "", "Connection opened"); };
-  socket.onmessage = (e) => log("Server", "Client", String(e.data));
-  socket.onerror = () => log("", "", "Error: the connection failed");
+  pending = [];
+  try {
+    socket = new WebSocket($("url").value);
+  } catch (error) {
+    socket = null;
+    logError(error.message);
+    showState();
+    return;
+  }
+  socket.binaryType = "arraybuffer";
+  socket.onopen = () => { showState(); logEvent("Connection opened"); $("message").focus(); };
+  socket.onmessage = (e) => log("received", { from: "Server", to: "Client", rtt: roundTrip(e.data), ...describe(e.data) });
+  socket.onerror = () => logError("the WebSocket connection failed or was interrupted");
   socket.onclose = (e) => {
-    $("state").textContent = "Closed";
-    setOpen(false);
-    log("", "", `Connection closed. Code: ${e.code}. Reason: ${e.reason}`);
+    showState();
+    logEvent(`Connection closed. Code: ${e.code}. Reason: ${e.reason}`);
+    $("connect").focus();
   };
+  showState();
 });
 
 $("send-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  socket.send($("message").value);
-  log("Client", "Server", $("message").value);
+  const text = $("message").value;
+  if ($("kind").value === "text") {
+    send(text);
+    return;
+  }
+  try {
+    send(parseHex(text));
+  } catch (error) {
+    logError(error.message);
+  }
 });
 
-$("close").addEventListener("click", () => {
-  $("state").textContent = "Closing";
-  socket.close(1000, "Closing from client");
+$("file-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const [file] = $("file").files;
+  if (!file) {
+    logError("choose a file first");
+    return;
+  }
+  send(await file.arrayBuffer());
 });
+
+$("close-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  try {
+    socket.close(Number($("close-code").value), $("close-reason").value);
+  } catch (error) {
+    logError(error.message);
+    return;
+  }
+  showState();
+});
+
+$("clear").addEventListener("click", () => $("log").replaceChildren());
+
+showState();

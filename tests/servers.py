@@ -45,8 +45,14 @@ def wait_for(
 class ServerProcess:
     """A server command run in its own process group, logging to a file."""
 
-    def __init__(self, command: list[str], env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        command: list[str],
+        env: Mapping[str, str] | None = None,
+        health_path: str = "/healthz",
+    ) -> None:
         self.port = free_port()
+        self.health_path = health_path
         self.command = command
         self.label = " ".join([*command[1:3], *(f"{k}={v}" for k, v in (env or {}).items())])
         self.env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), **(env or {})}
@@ -80,7 +86,7 @@ class ServerProcess:
         if self.process.poll() is not None:
             raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
         try:
-            with urllib.request.urlopen(f"{self.http_url}/healthz", timeout=1) as response:
+            with urllib.request.urlopen(self.http_url + self.health_path, timeout=1) as response:
                 return response.status == 200
         except OSError:
             return False

@@ -1,0 +1,183 @@
+"""The console page at / in a real headless Chromium against a real gunicorn."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from .nginx import nginx_proxy
+
+CHROMIUM = os.environ.get("ECHO_CHROMIUM", "/usr/bin/chromium")
+# Without these Chromium stalls on connections this machine's closed network refuses.
+CHROMIUM_ARGS = [
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+XSS = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    # Module scope: Playwright's sync API must not overlap the asyncio tests.
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    page = context.new_page()
+    page.dialogs = []
+    page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))
+    yield page
+    context.close()
+
+
+def rows(page: Page, kind: str):
+    return page.locator(f"#log tr.{kind}")
+
+
+def send(page: Page, text: str, kind: str = "text") -> None:
+    page.select_option("#kind", kind)
+    page.fill("#message", text)
+    page.press("#message", "Enter")
+
+
+def connect(page: Page, url: str) -> None:
+    page.goto(url)
+    expect(page.locator("#state")).to_have_text("Ready to connect...")
+    expect(page.locator("#send")).to_be_disabled()
+    page.click("#connect")
+    expect(page.locator("#state")).to_have_text("Open")
+    expect(rows(page, "event").last).to_contain_text("Connection opened")
+
+
+def test_console_echoes_text_binary_and_closes(server, page):
+    connect(page, server.http_url)
+    expect(page.locator("#url")).to_have_value(f"ws://127.0.0.1:{server.port}/ws")
+    expect(page.locator("#url")).to_be_disabled()
+
+    send(page, "hello ✓")
+    received = rows(page, "received").last
+    expect(received).to_contain_text("hello ✓")
+    expect(received.locator("td").nth(1)).to_have_text("Server")
+    expect(received.locator("td").nth(3)).to_have_text("text")
+    expect(received.locator("td").nth(4)).to_have_text("9 B")
+    expect(received.locator("td").nth(5)).to_have_text(re.compile(r"^\d+\.\d ms$"))
+    expect(rows(page, "sent").last.locator("td").nth(1)).to_have_text("Client")
+
+    send(page, "01 02 ff", kind="hex")
+    received = rows(page, "received").last
+    expect(received.locator("td").nth(3)).to_have_text("binary")
+    expect(received.locator("td").nth(6)).to_have_text("01 02 ff")
+
+    page.set_input_files(
+        "#file",
+        files=[
+            {"name": "f.bin", "mimeType": "application/octet-stream", "buffer": bytes(range(70))}
+        ],
+    )
+    page.click("#send-file")
+    expect(rows(page, "received")).to_have_count(3)
+    expect(rows(page, "received").last.locator("td").nth(4)).to_have_text("70 B")
+    expect(rows(page, "received").last.locator("td").nth(6)).to_have_text(
+        re.compile(r"^00 01 02 .* 3f …$")
+    )
+
+    send(page, XSS)
+    expect(rows(page, "received").last.locator("td").nth(6)).to_have_text(XSS)
+    expect(page.locator("#log img")).to_have_count(0)
+
+    screenshot = os.environ.get("ECHO_SCREENSHOT")
+    if screenshot:
+        page.screenshot(path=screenshot, full_page=True)
+
+    page.click("#close")
+    expect(rows(page, "event").last).to_have_text(
+        re.compile("Connection closed. Code: 1000. Reason: Closing from client")
+    )
+    expect(page.locator("#state")).to_have_text("Closed")
+    expect(page.locator("#connect")).to_be_enabled()
+    expect(page.locator("#send")).to_be_disabled()
+    assert page.dialogs == []
+
+
+def test_custom_close_code_and_reason(server, page):
+    connect(page, server.http_url)
+    page.fill("#close-code", "4321")
+    page.fill("#close-reason", "custom reason")
+    page.click("#close")
+    expect(rows(page, "event").last).to_contain_text("Code: 4321. Reason: custom reason")
+
+
+def test_errors_are_logged(server, page):
+    page.goto(server.http_url)
+    page.fill("#url", "ws://127.0.0.1:9/ws")  # nothing listens on the discard port
+    page.click("#connect")
+    expect(rows(page, "error")).to_contain_text("Error:")
+    expect(rows(page, "event").last).to_contain_text("Code: 1006")
+    page.fill("#url", "ftp://127.0.0.1/ws")  # the WebSocket constructor throws
+    page.click("#connect")
+    expect(rows(page, "error")).to_have_count(2)
+    expect(page.locator("#state")).to_have_text("Ready to connect...")
+
+
+def test_bad_hex_is_an_error_not_a_send(server, page):
+    connect(page, server.http_url)
+    send(page, "zz", kind="hex")
+    expect(rows(page, "error")).to_contain_text("is not hex bytes")
+    expect(rows(page, "sent")).to_have_count(0)
+    page.click("#clear")
+    expect(page.locator("#log tr")).to_have_count(0)
+
+
+PREFIX_SITE = """
+server {
+    listen LISTEN;
+    location /echo/ {
+        proxy_pass http://UPSTREAM/;
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection "upgrade";
+        proxy_set_header Host $host;
+    }
+}
+"""
+
+
+def test_page_works_behind_a_proxy_path_prefix(server, page):
+    with nginx_proxy(PREFIX_SITE, server, health_path="/echo/healthz") as proxy:
+        connect(page, f"{proxy.http_url}/echo/")
+        expect(page.locator("#url")).to_have_value(f"ws://127.0.0.1:{proxy.port}/echo/ws")
+        send(page, "through a prefix")
+        expect(rows(page, "received").last).to_contain_text("through a prefix")
+
+
+def test_usable_on_a_phone_with_labels_and_keyboard(server, browser):
+    context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True)
+    page = context.new_page()
+    page.goto(server.http_url)
+    unlabelled = page.eval_on_selector_all(
+        "input, select", "els => els.filter(e => !e.labels.length).map(e => e.id)"
+    )
+    assert unlabelled == []
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.focus("#url")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")  # Connect, from the keyboard
+    expect(page.locator("#state")).to_have_text("Open")
+    expect(page.locator("#message")).to_be_focused()
+    page.keyboard.type("typed")
+    page.keyboard.press("Enter")
+    expect(rows(page, "received").last).to_contain_text("typed")
+    context.close()
