@@ -5,13 +5,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format screenshot system-packages clean
+.PHONY: run test conformance lint format screenshot system-packages clean
 
 run: $(VENV)/.runtime
 	$(BIN)/gunicorn -c gunicorn.conf.py
 
 test: $(VENV)/.dev system-packages
 	$(BIN)/pytest
+
+# Autobahn|Testsuite cases via kosoku; report in reports/conformance/.
+conformance: $(VENV)/.dev
+	$(BIN)/python -m conformance.run
 
 # The browser and proxy tests drive Debian's chromium and nginx.
 system-packages:

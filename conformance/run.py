@@ -1,0 +1,123 @@
+"""``make conformance``: the Autobahn|Testsuite cases (run by kosoku) against gunicorn.
+
+Starts the server from gunicorn.conf.py on loopback with ``max_message_size``
+raised to the 16 MiB that section 9 sends, runs every case, writes the full
+report under reports/conformance/ (git-ignored) and a per-section summary to
+conformance/summary.json, prints the summary, and exits non-zero unless
+sections 1-10 are all OK or INFORMATIONAL and the compression sections 12-13
+are declined cleanly (not negotiated, closed normally).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from datetime import date
+from pathlib import Path
+
+from tests.servers import GUNICORN, ROOT, ServerProcess
+
+REPORT_DIR = ROOT / "reports" / "conformance"
+SUMMARY = ROOT / "conformance" / "summary.json"
+SERVER_ENV = {"ECHO_MAX_MESSAGE_SIZE": "16MiB", "ECHO_PING_INTERVAL": "0"}
+PASSING = {"OK", "INFORMATIONAL"}
+COMPRESSION_SECTIONS = {12, 13}
+BEHAVIOURS = ["OK", "NON-STRICT", "FAILED", "INFORMATIONAL", "UNIMPLEMENTED"]
+
+
+def run_suite() -> tuple[dict[str, dict], float]:
+    shutil.rmtree(REPORT_DIR, ignore_errors=True)
+    REPORT_DIR.mkdir(parents=True)
+    kosoku = Path(sys.executable).with_name("kosoku")
+    with ServerProcess(GUNICORN, SERVER_ENV) as server:
+        started = time.monotonic()
+        # kosoku's exit status is not the verdict (it counts declined
+        # compression as failed): the report is read below.
+        with open(REPORT_DIR / "kosoku.log", "wb") as log:
+            subprocess.run(
+                [kosoku, "-o", REPORT_DIR, server.ws_url], check=False, stdout=log, stderr=log
+            )
+        elapsed = time.monotonic() - started
+    (cases,) = json.loads((REPORT_DIR / "index.json").read_text()).values()
+    return cases, elapsed
+
+
+def summarize(cases: dict[str, dict]) -> dict[int, dict]:
+    sections: dict[int, dict] = defaultdict(
+        lambda: {"cases": 0, "duration_ms": 0, **{b: 0 for b in BEHAVIOURS}}
+    )
+    for case_id, result in cases.items():
+        section = sections[int(case_id.split(".")[0])]
+        section["cases"] += 1
+        section[result["behavior"]] += 1
+        section["duration_ms"] += result.get("duration", 0)
+    return dict(sorted(sections.items()))
+
+
+def problems(cases: dict[str, dict]) -> list[str]:
+    found = []
+    for case_id, result in cases.items():
+        section = int(case_id.split(".")[0])
+        behaviour, close = result["behavior"], result["behaviorClose"]
+        if section in COMPRESSION_SECTIONS:
+            if close not in PASSING:
+                found.append(f"{case_id}: compression not declined cleanly (close {close})")
+        elif behaviour not in PASSING or close not in PASSING:
+            found.append(f"{case_id}: {behaviour} (close {close})")
+    return found
+
+
+def print_table(sections: dict[int, dict], elapsed: float) -> None:
+    header = ["Section", "Cases", *BEHAVIOURS, "Time (s)"]
+    print(" | ".join(f"{h:>13}" for h in header))
+    for number, counts in sections.items():
+        cells = [
+            number,
+            counts["cases"],
+            *(counts[b] for b in BEHAVIOURS),
+            f"{counts['duration_ms'] / 1000:.2f}",
+        ]
+        print(" | ".join(f"{c:>13}" for c in cells))
+    total = sum(c["cases"] for c in sections.values())
+    print(f"{total} cases in {elapsed:.1f} s of wall time")
+
+
+def main() -> int:
+    cases, elapsed = run_suite()
+    sections = summarize(cases)
+    print_table(sections, elapsed)
+    failures = problems(cases)
+    SUMMARY.write_text(
+        json.dumps(
+            {
+                "date": date.today().isoformat(),
+                "runner": "kosoku " + _version("kosoku"),
+                "python": platform.python_version(),
+                "server_env": SERVER_ENV,
+                "wall_time_s": round(elapsed, 1),
+                "sections": {str(n): counts for n, counts in sections.items()},
+                "problems": failures,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"report: {REPORT_DIR / 'index.html'}; summary: {SUMMARY.relative_to(ROOT)}")
+    for failure in failures:
+        print("PROBLEM", failure)
+    return 1 if failures else 0
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
