@@ -32,6 +32,7 @@ try:
         max_message_size="1MiB",  # ECHO_MAX_MESSAGE_SIZE
         allowed_origins="*",  # ECHO_ALLOWED_ORIGINS, e.g. "https://example.com"
         close_timeout=5.0,  # ECHO_CLOSE_TIMEOUT, seconds
+        read_timeout=10.0,  # ECHO_READ_TIMEOUT, seconds; 0 disables
     )
 except ConfigError as error:
     raise SystemExit(f"gunicorn.conf.py: {error}") from None

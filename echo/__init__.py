@@ -7,7 +7,7 @@ from pathlib import Path
 from flask import Flask, Response, request
 from werkzeug.routing import WebsocketMismatch
 
-from .config import Settings
+from .config import CONFIG_KEY, Settings
 from .routes import WEBSOCKET_PATH, bp, text_response
 
 _ROOT = Path(__file__).resolve().parent.parent
@@ -20,7 +20,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         template_folder=str(_ROOT / "templates"),
         static_folder=str(_ROOT / "static"),
     )
-    app.config["ECHO_SETTINGS"] = settings or Settings.from_env()
+    app.config[CONFIG_KEY] = settings or Settings.from_env()
     app.register_blueprint(bp)
     app.register_error_handler(WebsocketMismatch, _no_websocket_here)
     return app

@@ -17,6 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 ENV_PREFIX = "ECHO_"
+# Where create_app() keeps the Settings, for the routes and the handler.
+CONFIG_KEY = "ECHO_SETTINGS"
 
 
 class ConfigError(ValueError):
@@ -86,6 +88,9 @@ class Settings:
     )
     close_timeout: float = _setting(
         5.0, _seconds, "Seconds to wait for the client's side of a closing handshake."
+    )
+    read_timeout: float = _setting(
+        10.0, _seconds, "Seconds a client may go silent mid-handshake or mid-frame; 0 disables."
     )
 
     @classmethod

@@ -17,6 +17,7 @@ from gevent.pywsgi import WSGIHandler
 from geventwebsocket.handler import WebSocketHandler
 
 from . import handshake
+from .config import CONFIG_KEY, Settings
 from .websocket import EchoWebSocket, State
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,17 @@ class EchoHandler(WebSocketHandler):
     # pywsgi's request log, which (unlike gevent-websocket's) includes the 101s.
     log_request = WSGIHandler.log_request
 
+    @property
+    def settings(self) -> Settings:
+        """The settings of the app being served (built by ``echo.create_app``)."""
+        return self.server.application.config[CONFIG_KEY]
+
+    def handle(self) -> None:
+        # Bound how long a client may take to send its request (a stalled
+        # half-handshake would otherwise hold a greenlet forever).
+        self.socket.settimeout(self.settings.read_timeout or None)
+        super().handle()
+
     def run_application(self) -> None:
         if not handshake.is_requested(self.environ):
             WSGIHandler.run_application(self)
@@ -40,7 +52,7 @@ class EchoHandler(WebSocketHandler):
             log.info("handshake rejected (%s): %s", rejection.status, rejection.reason)
             self._respond(rejection.status, rejection.reason, rejection.headers)
             return
-        self.websocket = EchoWebSocket(self)
+        self.websocket = EchoWebSocket(self, self.settings)
         self.environ["wsgi.websocket"] = self.websocket
         self.environ["wsgi.websocket_version"] = handshake.VERSION
         failed = True
@@ -75,6 +87,25 @@ class EchoHandler(WebSocketHandler):
     @property
     def _upgraded(self) -> bool:
         return self.websocket is not None and self.websocket.state is not State.CONNECTING
+
+    def _handle_client_error(self, ex: Exception) -> tuple[str, bytes]:
+        """An unparseable or stalled request: one log line and a 4xx with a reason.
+
+        pywsgi's own answer prints a traceback for some inputs and sends no body.
+        """
+        if isinstance(ex, TimeoutError):
+            status, reason = "408 Request Timeout", "the request did not arrive in time"
+        else:
+            status, reason = "400 Bad Request", "malformed or oversized HTTP request"
+        log.info(
+            "rejected request from %s: %s (%s)", self.client_address, reason, type(ex).__name__
+        )
+        body = f"{reason}\n".encode()
+        head = (
+            f"HTTP/1.1 {status}\r\nConnection: close\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        return status, head.encode() + body
 
     def _respond(self, status: str, reason: str, headers: handshake.Headers) -> None:
         body = f"{reason}\n".encode()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -50,11 +51,26 @@ class Close:
 Event = Message | Ping | Pong | Close
 
 
-class MessageReader:
-    """Reads events from ``stream`` (which must offer ``read`` and ``read1``)."""
+def _ignore(in_frame: bool) -> None:
+    """The default ``in_frame`` callback, for readers nobody times."""
 
-    def __init__(self, stream: BinaryIO, max_message_size: int) -> None:
+
+class MessageReader:
+    """Reads events from ``stream`` (which must offer ``read`` and ``read1``).
+
+    ``in_frame(True)`` is called once a frame has begun to arrive and
+    ``in_frame(False)`` once it is complete, so the I/O layer can bound how
+    long a client may stall in the middle of a frame without bounding idle time.
+    """
+
+    def __init__(
+        self,
+        stream: BinaryIO,
+        max_message_size: int,
+        in_frame: Callable[[bool], None] = _ignore,
+    ) -> None:
         self._stream = stream
+        self._in_frame = in_frame
         self._max_size = max_message_size
         self._decoder = _UTF8Decoder()
         self._opcode: int | None = None  # of the message being assembled
@@ -71,6 +87,7 @@ class MessageReader:
             fin, opcode, length, mask = self._read_header()
             if opcode in frames.CONTROL_OPCODES:
                 payload = frames.apply_mask(self._read_exact(length), mask)
+                self._in_frame(False)
                 if opcode == frames.OP_PING:
                     return Ping(payload)
                 if opcode == frames.OP_PONG:
@@ -78,11 +95,13 @@ class MessageReader:
                 return Close(*frames.decode_close(payload))
             self._begin_frame(opcode, length)
             self._read_payload(length, mask)
+            self._in_frame(False)
             if fin:
                 return self._end_message()
 
     def _read_header(self) -> tuple[bool, int, int, bytes]:
         first, second = self._read_exact(2)
+        self._in_frame(True)
         fin = bool(first & 0x80)
         opcode = first & 0x0F
         if first & 0x70:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, render_template, request
 
-from .config import Settings
+from .config import CONFIG_KEY, Settings
 from .session import run_echo
 
 bp = Blueprint("echo", __name__)
@@ -36,7 +36,7 @@ def echo_socket() -> Response:
             "This server cannot upgrade to WebSocket (is it `flask run`?). "
             "Serve the app with `make run` (gunicorn) or `python app.py`.",
         )
-    settings: Settings = current_app.config["ECHO_SETTINGS"]
+    settings: Settings = current_app.config[CONFIG_KEY]
     origin = request.headers.get("Origin")
     if not origin_allowed(origin, settings.allowed_origins):
         return text_response(403, f"Origin {origin} is not allowed to connect")

@@ -10,7 +10,7 @@ from .websocket import EchoWebSocket
 
 def run_echo(ws: EchoWebSocket, settings: Settings) -> None:
     """Accept ``ws`` and send every message back with its type until the client leaves."""
-    ws.accept(max_message_size=settings.max_message_size, close_timeout=settings.close_timeout)
+    ws.accept()
     with Keepalive(ws, settings.ping_interval, settings.ping_timeout):
         while (message := ws.receive()) is not None:
             try:

@@ -21,6 +21,7 @@ from gevent.lock import Semaphore
 from geventwebsocket.websocket import WebSocket
 
 from . import frames
+from .config import Settings
 from .errors import ConnectionClosed, ProtocolError
 from .reader import Close, Message, MessageReader, Ping, Pong
 
@@ -45,17 +46,17 @@ class State(enum.Enum):
 class EchoWebSocket(WebSocket):
     """A server-side connection, created by ``EchoHandler`` and accepted by a view."""
 
-    def __init__(self, handler: EchoHandler) -> None:
+    def __init__(self, handler: EchoHandler, settings: Settings) -> None:
         # The parent's __init__ wires up its own frame path, which is not used.
         self.handler = handler
         self.environ = handler.environ
+        self.settings = settings
         self.state = State.CONNECTING
         self.close_code: int | None = None
         self.close_reason = ""
         self._socket = handler.socket
         self._rfile = handler.rfile
         self._reader: MessageReader | None = None
-        self._close_timeout = 0.0
         self._send_lock = Semaphore()
         self._pending_ping: tuple[bytes, Event] | None = None
         self._close_timer: gevent.Greenlet | None = None
@@ -64,14 +65,19 @@ class EchoWebSocket(WebSocket):
     def closed(self) -> bool:  # gevent-websocket's meaning: closing or closed
         return self.state in (State.CLOSING, State.CLOSED)
 
-    def accept(self, *, max_message_size: int, close_timeout: float) -> None:
+    def accept(self) -> None:
         """Send the 101 response; from now on the connection speaks WebSocket."""
         if self.state is not State.CONNECTING:
             raise RuntimeError("the handshake is already complete")
         self.handler.complete_handshake()
-        self._reader = MessageReader(self._rfile, max_message_size)
-        self._close_timeout = close_timeout
+        self._reader = MessageReader(self._rfile, self.settings.max_message_size, self._in_frame)
+        self._in_frame(False)
         self.state = State.OPEN
+
+    def _in_frame(self, in_frame: bool) -> None:
+        # Waiting for the next frame may last forever (keepalive watches that);
+        # silence in the middle of one is bounded by read_timeout.
+        self._socket.settimeout(self.settings.read_timeout if in_frame else None)
 
     def receive(self) -> str | bytes | None:
         """The next message (``str`` for text, ``bytes`` for binary).
@@ -144,7 +150,7 @@ class EchoWebSocket(WebSocket):
             return
         reason = message.decode("utf-8") if isinstance(message, bytes) else message
         self._send_close(code, reason)
-        self._close_timer = gevent.spawn_later(self._close_timeout, self.abort)
+        self._close_timer = gevent.spawn_later(self.settings.close_timeout, self.abort)
 
     def close_and_wait(self, code: int | None = 1000, reason: str = "") -> None:
         """Close if still open and read until the closing handshake is over."""
@@ -166,7 +172,7 @@ class EchoWebSocket(WebSocket):
         ):
             try:
                 self.state, self.close_code, self.close_reason = State.CLOSING, code, reason
-                with gevent.Timeout(self._close_timeout, False):
+                with gevent.Timeout(self.settings.close_timeout, False):
                     self._write(frames.OP_CLOSE, frames.encode_close(code, reason))
             except ConnectionClosed:
                 pass
@@ -208,7 +214,7 @@ class EchoWebSocket(WebSocket):
         Closing a socket with unread input makes the kernel send a reset, which
         can destroy our Close frame before the client reads it.
         """
-        with gevent.Timeout(self._close_timeout, False):
+        with gevent.Timeout(self.settings.close_timeout, False):
             try:
                 while self._rfile.read1(_DRAIN_CHUNK):
                     pass

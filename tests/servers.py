@@ -107,7 +107,8 @@ class ServerProcess:
             RUNNING.remove(self)
         if self.process is None or self.process.poll() is not None:
             return
-        os.killpg(self.process.pid, signal.SIGTERM)
+        # SIGTERM to the master, as gunicorn documents; SIGKILL to the whole group if it lingers.
+        self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout=TIMEOUT)
         except subprocess.TimeoutExpired:

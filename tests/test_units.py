@@ -79,7 +79,7 @@ def test_close_codes_that_may_be_sent():
 
 def test_settings_defaults():
     settings = Settings.from_env({})
-    assert settings == Settings(20.0, 20.0, 1 << 20, None, 5.0)
+    assert settings == Settings(20.0, 20.0, 1 << 20, None, 5.0, 10.0)
 
 
 def test_environment_overrides_code_values():
@@ -116,3 +116,17 @@ def test_invalid_value_names_the_setting(name, value):
 def test_unknown_setting_in_code_rejected():
     with pytest.raises(ConfigError, match="ping_intervall"):
         Settings.from_env({}, ping_intervall=1)
+
+
+def test_conformance_gate_rejects_failures_and_accepts_declined_compression():
+    from conformance.run import problems
+
+    cases = {
+        "1.1.1": {"behavior": "OK", "behaviorClose": "OK"},
+        "6.4.1": {"behavior": "NON-STRICT", "behaviorClose": "OK"},
+        "7.1.6": {"behavior": "INFORMATIONAL", "behaviorClose": "INFORMATIONAL"},
+        "7.3.4": {"behavior": "OK", "behaviorClose": "FAILED"},
+        "12.1.1": {"behavior": "UNIMPLEMENTED", "behaviorClose": "OK"},
+        "13.1.1": {"behavior": "UNIMPLEMENTED", "behaviorClose": "FAILED"},
+    }
+    assert [p.split(":")[0] for p in problems(cases)] == ["6.4.1", "7.3.4", "13.1.1"]
