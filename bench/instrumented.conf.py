@@ -1,0 +1,35 @@
+"""gunicorn.conf.py plus a probe: on SIGUSR2 a worker writes its vital signs to a file.
+
+For the soak and the benchmarks only: the figures (live greenlets, open file
+descriptors, RSS) can only be counted inside the worker.
+"""
+
+import gc
+import json
+import os
+import signal
+from pathlib import Path
+
+import gevent
+import greenlet
+
+exec(Path(__file__).resolve().parent.parent.joinpath("gunicorn.conf.py").read_text())
+
+PROBE_FILE = os.environ.get("ECHO_PROBE_FILE", "/tmp/echo-probe.json")
+
+
+def _write_probe() -> None:
+    gc.collect()
+    with open(f"/proc/{os.getpid()}/status") as status:
+        rss = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+    stats = {
+        "pid": os.getpid(),
+        "greenlets": sum(isinstance(o, greenlet.greenlet) for o in gc.get_objects()),
+        "fds": len(os.listdir(f"/proc/{os.getpid()}/fd")),
+        "rss": rss,
+    }
+    Path(PROBE_FILE).write_text(json.dumps(stats))
+
+
+def post_worker_init(worker):
+    gevent.signal_handler(signal.SIGUSR2, _write_probe)
