@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 
+import gevent
 from flask import Flask
+from gevent.event import Event
+from gevent.pool import Pool
 from gevent.pywsgi import WSGIServer
 
+from .config import CONFIG_KEY
 from .handler import EchoHandler
+from .websocket import EchoWebSocket
 
 
 def serve(app: Flask) -> None:
@@ -18,13 +25,18 @@ def serve(app: Flask) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    server = WSGIServer((host, port), app, handler_class=EchoHandler)
+    # A pool, so that stop() waits for the connections' closing handshakes.
+    server = WSGIServer((host, port), app, handler_class=EchoHandler, spawn=Pool())
     logging.getLogger(__name__).info(
         "development server on http://%s:%d (WebSocket at /ws); use `make run` in production",
         host,
         port,
     )
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        server.stop()
+    server.start()
+    stopping = Event()
+    gevent.signal_handler(signal.SIGTERM, stopping.set)
+    with contextlib.suppress(KeyboardInterrupt):
+        stopping.wait()
+    # Ctrl-C or SIGTERM: every WebSocket gets 1001 once idle, then the server stops.
+    EchoWebSocket.go_away_all()
+    server.stop(timeout=app.config[CONFIG_KEY].close_timeout)

@@ -77,6 +77,11 @@ class MessageReader:
         self._parts: list[str] | list[bytes] = []
         self._size = 0
 
+    @property
+    def in_message(self) -> bool:
+        """Whether a fragmented message has begun and not yet ended."""
+        return self._opcode is not None
+
     def read_event(self) -> Event:
         """Block until the next message or control frame is complete.
 

@@ -13,7 +13,8 @@ import enum
 import logging
 import os
 import socket
-from typing import TYPE_CHECKING
+import weakref
+from typing import TYPE_CHECKING, ClassVar
 
 import gevent
 from gevent.event import Event
@@ -46,6 +47,9 @@ class State(enum.Enum):
 class EchoWebSocket(WebSocket):
     """A server-side connection, created by ``EchoHandler`` and accepted by a view."""
 
+    # This process's open connections, so shutdown can close every one.
+    _open: ClassVar[weakref.WeakSet[EchoWebSocket]] = weakref.WeakSet()
+
     def __init__(self, handler: EchoHandler, settings: Settings) -> None:
         # The parent's __init__ wires up its own frame path, which is not used.
         self.handler = handler
@@ -60,6 +64,20 @@ class EchoWebSocket(WebSocket):
         self._send_lock = Semaphore()
         self._pending_ping: tuple[bytes, Event] | None = None
         self._close_timer: gevent.Greenlet | None = None
+        # Set while the reader waits for a new message with nothing buffered.
+        self._idle = Event()
+
+    @classmethod
+    def go_away_all(cls, code: int = 1001, reason: str = "server shutting down") -> None:
+        """Close every open connection of this process once each is idle (see ``go_away``)."""
+        for ws in list(cls._open):
+            ws.go_away(code, reason)
+
+    @classmethod
+    def abort_all(cls, code: int = 1001, reason: str = "server shutting down") -> None:
+        """Send every open connection a Close frame if it can go now, and drop it."""
+        for ws in list(cls._open):
+            ws.abort(code, reason)
 
     @property
     def closed(self) -> bool:  # gevent-websocket's meaning: closing or closed
@@ -73,11 +91,14 @@ class EchoWebSocket(WebSocket):
         self._reader = MessageReader(self._rfile, self.settings.max_message_size, self._in_frame)
         self._in_frame(False)
         self.state = State.OPEN
+        self._open.add(self)
 
     def _in_frame(self, in_frame: bool) -> None:
         # Waiting for the next frame may last forever (keepalive watches that);
         # silence in the middle of one is bounded by read_timeout.
         self._socket.settimeout(self.settings.read_timeout if in_frame else None)
+        if in_frame:
+            self._idle.clear()
 
     def receive(self) -> str | bytes | None:
         """The next message (``str`` for text, ``bytes`` for binary).
@@ -86,6 +107,8 @@ class EchoWebSocket(WebSocket):
         the connection is over, whoever ended it and however.
         """
         while self.state in (State.OPEN, State.CLOSING):
+            if not self._reader.in_message:
+                self._idle.set()  # cleared as soon as a frame starts to arrive
             try:
                 event = self._reader.read_event()
             except ProtocolError as exc:
@@ -151,6 +174,22 @@ class EchoWebSocket(WebSocket):
         reason = message.decode("utf-8") if isinstance(message, bytes) else message
         self._send_close(code, reason)
         self._close_timer = gevent.spawn_later(self.settings.close_timeout, self.abort)
+
+    def go_away(self, code: int = 1001, reason: str = "server shutting down") -> None:
+        """Close as soon as the client is idle, from any greenlet.
+
+        A message being read or echoed, and every message already buffered,
+        is echoed before the Close frame: the close waits until the reader
+        would block waiting for a new message.
+        """
+        if self.state is State.OPEN:
+            gevent.spawn(self._close_when_idle, code, reason)
+
+    def _close_when_idle(self, code: int, reason: str) -> None:
+        while self.state is State.OPEN:
+            self._idle.wait()
+            if self._idle.is_set():
+                self.close(code, reason)
 
     def close_and_wait(self, code: int | None = 1000, reason: str = "") -> None:
         """Close if still open and read until the closing handshake is over."""
@@ -228,6 +267,8 @@ class EchoWebSocket(WebSocket):
 
     def _mark_closed(self, how: int) -> None:
         self.state = State.CLOSED
+        self._open.discard(self)
+        self._idle.set()  # release a pending go_away
         self._socket_shutdown(how)
         timer, self._close_timer = self._close_timer, None
         if timer is not None and timer is not gevent.getcurrent():

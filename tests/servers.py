@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -123,6 +124,23 @@ class ServerProcess:
         pid = self.process.pid
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         return [int(child) for child in children]
+
+    def wait_all_workers_serving(self, workers: int) -> None:
+        """Open connections until each of ``workers`` workers holds one (all have booted)."""
+        from websockets.sync.client import connect
+
+        wait_for(lambda: len(self.worker_pids()) == workers, what=f"{workers} workers")
+        serving: set[int] = set()
+        with contextlib.ExitStack() as clients:
+            for _ in range(50 * workers):
+                ws = clients.enter_context(connect(self.ws_url))
+                ws.send("ready?")
+                assert ws.recv() == "ready?"
+                port = ws.socket.getsockname()[1]
+                serving |= {pid for pid in self.worker_pids() if holds_connection(pid, port)}
+                if len(serving) == workers:
+                    return
+        raise AssertionError(f"only {len(serving)} of {workers} workers took connections")
 
     def worker_pid(self) -> int:
         (pid,) = self.worker_pids()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import urllib.request
 
@@ -10,7 +9,7 @@ import pytest
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.sync.client import connect
 
-from .servers import DEV_SERVER, GUNICORN, ServerProcess, free_port, holds_connection, wait_for
+from .servers import DEV_SERVER, GUNICORN, ServerProcess, free_port
 
 
 def test_dev_server_echoes_with_the_same_settings():
@@ -44,18 +43,8 @@ def test_gunicorn_cmd_args_and_web_concurrency_respected():
     server = ServerProcess(GUNICORN, {"WEB_CONCURRENCY": "2"})
     server.env["GUNICORN_CMD_ARGS"] = f"--bind 127.0.0.1:{server.port}"
     server.env["PORT"] = str(free_port())  # what gunicorn.conf.py binds unless overridden
-    with server, contextlib.ExitStack() as clients:
-        wait_for(lambda: len(server.worker_pids()) == 2, what="two workers")
-        serving = set()
-        for _ in range(50):  # hold connections open until both workers have one
-            ws = clients.enter_context(connect(server.ws_url))
-            ws.send("two workers")
-            assert ws.recv() == "two workers"
-            port = ws.socket.getsockname()[1]
-            serving |= {pid for pid in server.worker_pids() if holds_connection(pid, port)}
-            if len(serving) == 2:
-                break
-        assert len(serving) == 2
+    with server:
+        server.wait_all_workers_serving(2)
 
 
 def test_make_run_serves_page_and_echo():

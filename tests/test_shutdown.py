@@ -1,0 +1,87 @@
+"""Shutdown and reload close every WebSocket with 1001 after echoing what it had received."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+from websockets.asyncio.client import connect as async_connect
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from .servers import DEV_SERVER, GUNICORN, ServerProcess, wait_for
+
+CLIENTS, MESSAGES = 20, 20
+
+
+def signal_with_clients_mid_conversation(server: ServerProcess, sig: int) -> list[tuple]:
+    """Each client pipelines MESSAGES messages; once all have one echo back, send ``sig``.
+
+    Returns, per client, the echoes it received and the close code the server sent.
+    """
+
+    async def client(n: int, first_echoes: asyncio.Barrier) -> tuple[list, int | None]:
+        async with async_connect(server.ws_url) as ws:
+            for i in range(MESSAGES):
+                await ws.send(f"{n}:{i}")
+            echoes = [await ws.recv()]
+            await first_echoes.wait()
+            try:
+                while True:
+                    echoes.append(await ws.recv())
+            except ConnectionClosed as closed:
+                return echoes, closed.rcvd.code if closed.rcvd else None
+
+    async def main() -> list[tuple]:
+        first_echoes = asyncio.Barrier(CLIENTS + 1)
+        tasks = [asyncio.create_task(client(n, first_echoes)) for n in range(CLIENTS)]
+        await first_echoes.wait()
+        os.kill(server.process.pid, sig)
+        return await asyncio.gather(*tasks)
+
+    return asyncio.run(main())
+
+
+def assert_echoed_then_1001(results: list[tuple]) -> None:
+    for n, (echoes, code) in enumerate(results):
+        assert echoes == [f"{n}:{i}" for i in range(MESSAGES)], f"client {n}"
+        assert code == 1001, f"client {n} saw {code}"
+
+
+@pytest.mark.parametrize("workers", ["1", "4"])
+def test_sigterm_echoes_pending_messages_then_closes_1001(workers):
+    with ServerProcess(GUNICORN, {"WEB_CONCURRENCY": workers}) as server:
+        wait_for(lambda: len(server.worker_pids()) == int(workers), what="the workers")
+        started = time.monotonic()
+        assert_echoed_then_1001(signal_with_clients_mid_conversation(server, signal.SIGTERM))
+        assert server.wait_exit() == 0
+        drained = time.monotonic() - started
+        print(
+            f"\n{workers} worker(s): {CLIENTS} clients closed and server exited in {drained:.2f} s"
+        )
+        assert "Traceback" not in server.log()
+
+
+def test_reload_closes_old_connections_1001_and_keeps_serving():
+    with ServerProcess(GUNICORN) as server:
+        old_worker = server.worker_pid()
+        assert_echoed_then_1001(signal_with_clients_mid_conversation(server, signal.SIGHUP))
+        wait_for(lambda: server.worker_pids() not in ([], [old_worker]), what="a new worker")
+        with connect(server.ws_url) as ws:
+            ws.send("after reload")
+            assert ws.recv() == "after reload"
+
+
+def test_quick_shutdown_still_sends_1001():
+    with ServerProcess(GUNICORN) as server:
+        results = signal_with_clients_mid_conversation(server, signal.SIGQUIT)
+        assert [code for _, code in results] == [1001] * CLIENTS
+
+
+def test_dev_server_sigterm_closes_1001():
+    with ServerProcess(DEV_SERVER) as server:
+        assert_echoed_then_1001(signal_with_clients_mid_conversation(server, signal.SIGTERM))
+        assert server.wait_exit() == 0
