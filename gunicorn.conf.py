@@ -21,6 +21,17 @@ bind = [f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}
 worker_class = "echo.worker.EchoWorker"
 worker_connections = 1000
 
+# --- Logging ---------------------------------------------------------------
+# One access-log line per HTTP request, and per WebSocket session when it ends:
+# gunicorn's usual atoms (%(L)s is then the session's duration) plus
+# %({echo.session}e)s = "id=... in=MESSAGES/BYTES out=MESSAGES/BYTES close=CODE by=WHO".
+# Client addresses from X-Forwarded-For are used for proxies in
+# forwarded_allow_ips (default: 127.0.0.1,::1).
+accesslog = "-"
+access_log_format = (
+    '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(L)ss %({echo.session}e)s'
+)
+
 # --- WebSocket settings --------------------------------------------------------
 # Meanings and defaults: README ("Configuration") and echo/config.py. Each
 # value here is overridden by its ECHO_* environment variable. Invalid values

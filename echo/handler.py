@@ -22,6 +22,10 @@ from .websocket import EchoWebSocket, State
 
 log = logging.getLogger(__name__)
 
+# The environ key holding a finished session's summary, for the access log
+# (gunicorn: %({echo.session}e)s in access_log_format).
+SESSION_KEY = "echo.session"
+
 
 class EchoHandler(WebSocketHandler):
     """Serves plain HTTP as pywsgi does and hands valid handshakes to the app."""
@@ -60,8 +64,20 @@ class EchoHandler(WebSocketHandler):
             WSGIHandler.run_application(self)
             failed = False
         finally:
-            if self.websocket.state is not State.CONNECTING:
+            if self._upgraded:
                 self.websocket.close_and_wait(1011 if failed else 1000)
+                self.environ[SESSION_KEY] = self.websocket.summary()
+
+    def format_request(self) -> str:
+        """pywsgi's request line (the development server's log), plus the session summary."""
+        return f"{super().format_request()} {self.environ.get(SESSION_KEY, '-')}"
+
+    def _log_error(self, t: type, v: BaseException, tb: object) -> None:
+        """An unexpected error in the app: logged with the connection id, if any."""
+        conn = f"[{self.websocket.id}] " if self.websocket else ""
+        log.error(
+            "%sunhandled error serving %s", conn, self.environ.get("PATH_INFO"), exc_info=(t, v, tb)
+        )
 
     def complete_handshake(self) -> None:
         """Send the 101 response (called by ``EchoWebSocket.accept``)."""

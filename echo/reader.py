@@ -25,9 +25,10 @@ _UTF8Decoder = codecs.getincrementaldecoder("utf-8")
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A whole data message: ``str`` for text, ``bytes`` for binary."""
+    """A whole data message: ``str`` for text, ``bytes`` for binary; ``size`` in bytes."""
 
     data: str | bytes
+    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +161,9 @@ class MessageReader:
             data: str | bytes = "".join(parts)
         else:
             data = b"".join(parts)
+        message = Message(data, self._size)
         self._opcode, self._parts, self._size = None, [], 0
-        return Message(data)
+        return message
 
     def _decode(self, data: bytes, final: bool = False) -> str:
         try:

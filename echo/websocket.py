@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import itertools
 import logging
 import os
 import socket
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 # ones are written after it, which costs a syscall but saves a copy.
 _COALESCE_LIMIT = 64 * 1024
 _DRAIN_CHUNK = 64 * 1024
+_connection_ids = itertools.count(1)
 
 
 class State(enum.Enum):
@@ -56,8 +58,11 @@ class EchoWebSocket(WebSocket):
         self.environ = handler.environ
         self.settings = settings
         self.state = State.CONNECTING
+        self.id = f"{os.getpid()}-{next(_connection_ids)}"  # in this connection's log lines
         self.close_code: int | None = None
         self.close_reason = ""
+        self.closed_by = ""  # "client" or "server"
+        self.messages_in = self.bytes_in = self.messages_out = self.bytes_out = 0
         self._socket = handler.socket
         self._rfile = handler.rfile
         self._reader: MessageReader | None = None
@@ -93,6 +98,14 @@ class EchoWebSocket(WebSocket):
         self.state = State.OPEN
         self._open.add(self)
 
+    def summary(self) -> str:
+        """One line for the access log: traffic each way, the close code and who closed."""
+        code = "-" if self.close_code is None else self.close_code
+        return (
+            f"id={self.id} in={self.messages_in}/{self.bytes_in}B "
+            f"out={self.messages_out}/{self.bytes_out}B close={code} by={self.closed_by or '-'}"
+        )
+
     def _in_frame(self, in_frame: bool) -> None:
         # Waiting for the next frame may last forever (keepalive watches that);
         # silence in the middle of one is bounded by read_timeout.
@@ -113,11 +126,15 @@ class EchoWebSocket(WebSocket):
                 event = self._reader.read_event()
             except ProtocolError as exc:
                 self._fail(exc.code, exc.reason)
+            except TimeoutError:
+                self._lost(by="server")  # read_timeout: the client stalled mid-frame
             except (EOFError, OSError):
-                self._lost()
+                self._lost(by="client")
             else:
                 if isinstance(event, Message):
                     if self.state is State.OPEN:
+                        self.messages_in += 1
+                        self.bytes_in += event.size
                         return event.data
                     # Data after our Close frame is discarded (RFC 6455 section 5.5.1).
                 elif isinstance(event, Ping):
@@ -136,6 +153,8 @@ class EchoWebSocket(WebSocket):
             binary = not isinstance(message, str)
         payload = message.encode("utf-8") if isinstance(message, str) else message
         self.send_frame(payload, frames.OP_BINARY if binary else frames.OP_TEXT)
+        self.messages_out += 1
+        self.bytes_out += len(payload)
 
     def send_frame(self, message: bytes | bytearray | memoryview, opcode: int) -> None:
         """Write one whole frame; raises ``ConnectionClosed`` if it cannot be sent."""
@@ -172,6 +191,7 @@ class EchoWebSocket(WebSocket):
         if self.state is not State.OPEN:
             return
         reason = message.decode("utf-8") if isinstance(message, bytes) else message
+        self.closed_by = "server"
         self._send_close(code, reason)
         self._close_timer = gevent.spawn_later(self.settings.close_timeout, self.abort)
 
@@ -211,6 +231,7 @@ class EchoWebSocket(WebSocket):
         ):
             try:
                 self.state, self.close_code, self.close_reason = State.CLOSING, code, reason
+                self.closed_by = "server"
                 with gevent.Timeout(self.settings.close_timeout, False):
                     self._write(frames.OP_CLOSE, frames.encode_close(code, reason))
             except ConnectionClosed:
@@ -235,13 +256,15 @@ class EchoWebSocket(WebSocket):
 
     def _on_close(self, code: int | None, reason: str) -> None:
         if self.state is State.OPEN:
+            self.closed_by = "client"
             self._send_close(code, reason)  # echo the client's code and reason
         self._mark_closed(socket.SHUT_WR)
 
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 section 7.1.7) after a protocol error."""
-        log.info("closing with %d: %s", code, reason)
+        log.info("[%s] closing with %d: %s", self.id, code, reason)
         if self.state is State.OPEN:
+            self.closed_by = "server"
             self._send_close(code, reason)
         self._socket_shutdown(socket.SHUT_WR)
         self._drain()
@@ -260,9 +283,9 @@ class EchoWebSocket(WebSocket):
             except OSError:
                 pass
 
-    def _lost(self) -> None:
+    def _lost(self, by: str) -> None:
         if self.state is State.OPEN:
-            self.close_code, self.close_reason = 1006, ""
+            self.close_code, self.close_reason, self.closed_by = 1006, "", by
         self._mark_closed(socket.SHUT_RDWR)
 
     def _mark_closed(self, how: int) -> None:

@@ -1,6 +1,9 @@
 """The gunicorn worker: gevent-websocket's, with ``EchoHandler`` and gunicorn's logging."""
 
+import ipaddress
+import logging
 from types import FrameType
+from typing import Any
 
 import gevent
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
@@ -17,6 +20,48 @@ class GunicornEchoHandler(PyWSGIHandler, EchoHandler):
     ``get_environ`` win; the stock gevent-websocket worker drops both.
     """
 
+    def get_environ(self) -> dict[str, Any]:
+        """Honour X-Forwarded-For/-Proto from a proxy in gunicorn's ``forwarded_allow_ips``.
+
+        gunicorn applies that setting in its own HTTP parser, which this
+        pywsgi-based worker does not use.
+        """
+        environ = super().get_environ()
+        cfg = self.server.log.cfg
+        if not _trusted(environ.get("REMOTE_ADDR", ""), cfg):
+            return environ
+        forwarded_for = environ.get("HTTP_X_FORWARDED_FOR")
+        if forwarded_for:
+            environ["REMOTE_ADDR"] = forwarded_for.split(",")[-1].strip()
+        proto = environ.get("HTTP_X_FORWARDED_PROTO", "").lower()
+        if proto in ("http", "https"):
+            environ["wsgi.url_scheme"] = proto
+        return environ
+
+    def log_request(self) -> None:
+        if self.environ is None:
+            # pywsgi could not parse the request (it was answered 400/408/414):
+            # gunicorn's access log needs a request, so log what is known.
+            client = self.client_address
+            self.environ = {
+                "REMOTE_ADDR": client[0] if isinstance(client, tuple) else str(client),
+                "REQUEST_METHOD": "-",
+                "RAW_URI": "-",
+                "SERVER_PROTOCOL": "-",
+            }
+            self.response_headers = []
+        super().log_request()
+
+
+def _trusted(address: str, cfg: Any) -> bool:
+    if "*" in cfg.forwarded_allow_ips:
+        return True
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in cfg.forwarded_allow_networks())
+
 
 class EchoWorker(GeventWebSocketWorker):
     """Use as ``worker_class = "echo.worker.EchoWorker"``.
@@ -27,6 +72,14 @@ class EchoWorker(GeventWebSocketWorker):
     """
 
     wsgi_handler = GunicornEchoHandler
+
+    def init_process(self) -> None:
+        # The echo.* loggers write to gunicorn's error log, at its level.
+        logger = logging.getLogger("echo")
+        logger.handlers = self.log.error_log.handlers
+        logger.setLevel(self.log.error_log.level)
+        logger.propagate = False
+        super().init_process()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)

@@ -54,7 +54,7 @@ def assert_echoed_then_1001(results: list[tuple]) -> None:
 @pytest.mark.parametrize("workers", ["1", "4"])
 def test_sigterm_echoes_pending_messages_then_closes_1001(workers):
     with ServerProcess(GUNICORN, {"WEB_CONCURRENCY": workers}) as server:
-        wait_for(lambda: len(server.worker_pids()) == int(workers), what="the workers")
+        server.wait_all_workers_serving(int(workers))  # connections spread over all of them
         started = time.monotonic()
         assert_echoed_then_1001(signal_with_clients_mid_conversation(server, signal.SIGTERM))
         assert server.wait_exit() == 0

@@ -42,7 +42,7 @@ def test_reader_reads_payload_in_chunks_across_chunk_boundaries(monkeypatch):
     monkeypatch.setattr("echo.reader.CHUNK_SIZE", 7)
     text = "ünïcödé " * 50
     wire = encode_frame(OP_TEXT, text.encode(), fin=False) + encode_frame(OP_CONT, b"!")
-    assert read_all(wire) == [Message(text + "!")]
+    assert read_all(wire) == [Message(text + "!", len(text.encode()) + 1)]
 
 
 def test_reader_yields_control_frames_inside_a_message():
@@ -52,7 +52,7 @@ def test_reader_yields_control_frames_inside_a_message():
         + encode_frame(OP_CONT, b"cd")
         + encode_frame(OP_CLOSE, b"\x03\xe8bye")
     )
-    assert read_all(wire) == [Ping(b"p"), Message(b"abcd"), Close(1000, "bye")]
+    assert read_all(wire) == [Ping(b"p"), Message(b"abcd", 4), Close(1000, "bye")]
 
 
 @pytest.mark.parametrize(

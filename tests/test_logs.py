@@ -1,0 +1,80 @@
+"""gunicorn's access log: every HTTP request, and one line per WebSocket session at its end."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from websockets.sync.client import connect
+
+from .rawws import OP_CLOSE, OP_TEXT, RawClient, handshake_request, http_exchange
+from .servers import GUNICORN, ServerProcess, wait_for
+
+
+def log_line(server: ServerProcess, marker: str) -> str:
+    """The access-log line containing ``marker`` (a unique User-Agent), once written."""
+    wait_for(lambda: marker in server.log(), what=f"a log line with {marker}")
+    (line,) = [line for line in server.log().splitlines() if marker in line]
+    return line
+
+
+def test_http_requests_reach_the_access_log(server):
+    agent = f"test-{uuid.uuid4()}"
+    request = (
+        f"GET /healthz HTTP/1.1\r\nHost: x\r\nUser-Agent: {agent}\r\nConnection: close\r\n\r\n"
+    )
+    http_exchange(server.port, request.encode())
+    assert re.match(
+        r'127\.0\.0\.1 - - \[.+\] "GET /healthz HTTP/1\.1" 200 ', log_line(server, agent)
+    )
+
+
+def test_session_line_counts_traffic_and_who_closed(server):
+    agent = f"test-{uuid.uuid4()}"
+    with connect(server.ws_url, user_agent_header=agent) as ws:
+        ws.send("hello")
+        ws.recv()
+        ws.send(b"\x00\x01\x02")
+        ws.recv()
+        ws.close(4000, "bye")
+    line = log_line(server, agent)
+    assert '"GET /ws HTTP/1.1" 101 ' in line
+    assert re.search(r" \d+\.\d{6}s id=\d+-\d+ in=2/8B out=2/8B close=4000 by=client$", line), line
+
+
+def test_server_close_is_logged_with_the_connection_id(server):
+    agent = f"test-{uuid.uuid4()}"
+    with RawClient(server.port, User_Agent=agent) as client:
+        client.send(OP_TEXT, b"\xff")
+        assert client.recv_close()[0] == 1007
+    line = log_line(server, agent)
+    assert line.endswith("in=0/0B out=0/0B close=1007 by=server")
+    connection = re.search(r"id=(\S+)", line)[1]
+    assert f"[{connection}] closing with 1007" in server.log()
+
+
+def test_vanished_client_logged_as_1006_without_traceback(server):
+    agent = f"test-{uuid.uuid4()}"
+    RawClient(server.port, User_Agent=agent).close()
+    assert log_line(server, agent).endswith("close=1006 by=client")
+    assert "Traceback" not in server.log()
+
+
+def test_forwarded_address_trusted_only_from_forwarded_allow_ips(gunicorn_server):
+    forwarded = {"X_Forwarded_For": "198.51.100.1, 203.0.113.9"}
+    trusting = gunicorn_server()  # gunicorn's default forwarded_allow_ips: 127.0.0.1,::1
+    distrusting = gunicorn_server(GUNICORN_CMD_ARGS="--forwarded-allow-ips 10.9.9.9")
+    for server, address in ((trusting, "203.0.113.9"), (distrusting, "127.0.0.1")):
+        agent = f"test-{uuid.uuid4()}"
+        with RawClient(server.port, User_Agent=agent, **forwarded) as client:
+            client.send(OP_CLOSE, b"\x03\xe8")
+            client.recv_close()
+        assert log_line(server, agent).startswith(f"{address} - - ")
+
+
+def test_access_log_format_is_configurable_the_gunicorn_way():
+    args = "--access-logformat '%(h)s %(s)s %({user-agent}i)s %({echo.session}e)s'"
+    with ServerProcess(GUNICORN, {"GUNICORN_CMD_ARGS": args}) as server:
+        agent = f"test-{uuid.uuid4()}"
+        http_exchange(server.port, handshake_request(server.port, "/nope", User_Agent=agent))
+        assert log_line(server, agent) == f"127.0.0.1 404 {agent} -"
