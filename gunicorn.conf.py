@@ -5,8 +5,17 @@ flags and GUNICORN_CMD_ARGS override it, WEB_CONCURRENCY sets the worker count.
 """
 
 import os
+import shutil
+import tempfile
 
-from echo.config import ConfigError, Settings
+# Prometheus multiprocess mode, so /metrics adds up every worker: the directory
+# must be known before anything imports prometheus_client (echo does, below).
+# Set PROMETHEUS_MULTIPROC_DIR yourself to choose it (and empty it before start).
+_METRICS_DIR_PREFIX = "echo-metrics-"
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=_METRICS_DIR_PREFIX)
+
+from echo.config import ConfigError, Settings  # noqa: E402 (after the metrics directory)
 
 wsgi_app = "app:app"
 
@@ -44,9 +53,24 @@ try:
         allowed_origins="*",  # ECHO_ALLOWED_ORIGINS, e.g. "https://example.com"
         close_timeout=5.0,  # ECHO_CLOSE_TIMEOUT, seconds
         read_timeout=10.0,  # ECHO_READ_TIMEOUT, seconds; 0 disables
+        metrics=True,  # ECHO_METRICS: serve /metrics
     )
 except ConfigError as error:
     raise SystemExit(f"gunicorn.conf.py: {error}") from None
 
 # Hand the resolved settings to the workers (gunicorn resets these on reload).
 raw_env = websocket.to_env()
+
+
+def child_exit(server, worker):
+    """A dead worker's open-connection count must leave the sum."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics directory if it is the temporary one made above."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    if os.path.basename(directory).startswith(_METRICS_DIR_PREFIX):
+        shutil.rmtree(directory, ignore_errors=True)

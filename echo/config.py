@@ -66,6 +66,19 @@ def _origins(raw: Any) -> frozenset[str] | None:
     return frozenset(origins)
 
 
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _flag(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    value = str(raw).strip().lower()
+    if value not in _TRUE | _FALSE:
+        raise ValueError("must be on or off (1/0, true/false, yes/no)")
+    return value in _TRUE
+
+
 def _setting(default: Any, parse: Callable[[Any], Any], doc: str) -> Any:
     return field(default=default, metadata={"parse": parse, "doc": doc})
 
@@ -92,6 +105,7 @@ class Settings:
     read_timeout: float = _setting(
         10.0, _seconds, "Seconds a client may go silent mid-handshake or mid-frame; 0 disables."
     )
+    metrics: bool = _setting(True, _flag, "Serve Prometheus metrics at /metrics.")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **values: Any) -> Settings:
@@ -126,6 +140,8 @@ def env_name(setting: str) -> str:
 def _render(value: Any) -> str:
     if value is None:
         return "*"
+    if isinstance(value, bool):
+        return "on" if value else "off"
     if isinstance(value, frozenset):
         return ",".join(sorted(value))
     return str(value)

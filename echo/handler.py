@@ -16,11 +16,14 @@ from typing import Any
 from gevent.pywsgi import WSGIHandler
 from geventwebsocket.handler import WebSocketHandler
 
-from . import handshake
+from . import handshake, metrics
 from .config import CONFIG_KEY, Settings
 from .websocket import EchoWebSocket, State
 
 log = logging.getLogger(__name__)
+
+# Why the app answered a valid handshake without accepting it, for metrics.
+_REJECTED_BY_APP = {403: "origin", 404: "no_endpoint"}
 
 # The environ key holding a finished session's summary, for the access log
 # (gunicorn: %({echo.session}e)s in access_log_format).
@@ -54,6 +57,7 @@ class EchoHandler(WebSocketHandler):
             handshake.check(self.environ)
         except handshake.HandshakeRejected as rejection:
             log.info("handshake rejected (%s): %s", rejection.status, rejection.reason)
+            metrics.handshake_rejected(rejection.slug)
             self._respond(rejection.status, rejection.reason, rejection.headers)
             return
         self.websocket = EchoWebSocket(self, self.settings)
@@ -64,7 +68,9 @@ class EchoHandler(WebSocketHandler):
             WSGIHandler.run_application(self)
             failed = False
         finally:
-            if self._upgraded:
+            if not self._upgraded:
+                metrics.handshake_rejected(_REJECTED_BY_APP.get(self.code, f"status_{self.code}"))
+            else:
                 self.websocket.close_and_wait(1011 if failed else 1000)
                 self.environ[SESSION_KEY] = self.websocket.summary()
 

@@ -21,10 +21,11 @@ Headers = list[tuple[str, str]]
 class HandshakeRejected(Exception):
     """A handshake the server refuses, with the response to send."""
 
-    def __init__(self, status: str, reason: str, headers: Headers | None = None) -> None:
+    def __init__(self, status: str, reason: str, slug: str, headers: Headers | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.slug = slug  # for metrics
         self.headers = headers or []
 
 
@@ -41,26 +42,34 @@ def check(environ: Mapping[str, Any]) -> None:
     """Raise ``HandshakeRejected`` unless the request is a valid version-13 handshake."""
     if environ.get("REQUEST_METHOD") != "GET":
         raise HandshakeRejected(
-            "405 Method Not Allowed", "a WebSocket handshake must use GET", [("Allow", "GET")]
+            "405 Method Not Allowed",
+            "a WebSocket handshake must use GET",
+            "method",
+            [("Allow", "GET")],
         )
     if environ.get("SERVER_PROTOCOL") != "HTTP/1.1":
-        raise HandshakeRejected("400 Bad Request", "a WebSocket handshake must use HTTP/1.1")
+        raise HandshakeRejected(
+            "400 Bad Request", "a WebSocket handshake must use HTTP/1.1", "http_version"
+        )
     if "upgrade" not in _tokens(environ.get("HTTP_CONNECTION", "")):
-        raise HandshakeRejected("400 Bad Request", "the Connection header must include Upgrade")
+        raise HandshakeRejected(
+            "400 Bad Request", "the Connection header must include Upgrade", "connection"
+        )
     version = environ.get("HTTP_SEC_WEBSOCKET_VERSION")
     if version is None or version.strip() != VERSION:
         problem = "missing" if version is None else f"unsupported ({version!r})"
         raise HandshakeRejected(
             "400 Bad Request",
             f"Sec-WebSocket-Version is {problem}; this server speaks version {VERSION}",
+            "version",
             [("Sec-WebSocket-Version", VERSION)],
         )
     key = environ.get("HTTP_SEC_WEBSOCKET_KEY")
     if key is None:
-        raise HandshakeRejected("400 Bad Request", "Sec-WebSocket-Key is missing")
+        raise HandshakeRejected("400 Bad Request", "Sec-WebSocket-Key is missing", "key")
     if not _is_valid_key(key):
         raise HandshakeRejected(
-            "400 Bad Request", "Sec-WebSocket-Key must be 16 bytes encoded in base64"
+            "400 Bad Request", "Sec-WebSocket-Key must be 16 bytes encoded in base64", "key"
         )
 
 

@@ -7,6 +7,8 @@ and a pong missing for ``timeout`` seconds reveals a peer that is gone.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from types import TracebackType
 
 import gevent
@@ -18,10 +20,17 @@ from .websocket import EchoWebSocket
 class Keepalive:
     """Pings ``ws`` while the ``with`` block runs; ``0`` disables either part."""
 
-    def __init__(self, ws: EchoWebSocket, interval: float, timeout: float) -> None:
+    def __init__(
+        self,
+        ws: EchoWebSocket,
+        interval: float,
+        timeout: float,
+        on_pong: Callable[[float], None] = lambda rtt: None,
+    ) -> None:
         self._ws = ws
         self._interval = interval
         self._timeout = timeout
+        self._on_pong = on_pong  # called with the round-trip time in seconds
         self._greenlet: gevent.Greenlet | None = None
 
     def __enter__(self) -> Keepalive:
@@ -46,9 +55,11 @@ class Keepalive:
             deadline = gevent.Timeout(self._timeout or None)
             deadline.start()
             try:
+                sent = time.perf_counter()
                 pong = self._ws.ping()
                 if self._timeout:
                     pong.wait()
+                    self._on_pong(time.perf_counter() - sent)
             except ConnectionClosed:
                 return
             except gevent.Timeout as expired:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, render_template, request
 
+from . import metrics
 from .config import CONFIG_KEY, Settings
 from .session import run_echo
 
@@ -25,6 +26,14 @@ def index() -> str:
 @bp.get("/healthz")
 def healthz() -> Response:
     return text_response(200, "ok")
+
+
+@bp.get("/metrics")
+def prometheus_metrics() -> Response:
+    if not current_app.config[CONFIG_KEY].metrics:
+        return text_response(404, "metrics are turned off (ECHO_METRICS=off)")
+    body, content_type = metrics.render()
+    return Response(body, content_type=content_type)
 
 
 @bp.get(WEBSOCKET_PATH, websocket=True)

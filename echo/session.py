@@ -5,13 +5,15 @@ from __future__ import annotations
 from .config import Settings
 from .errors import ConnectionClosed
 from .keepalive import Keepalive
+from .metrics import SessionMetrics
 from .websocket import EchoWebSocket
 
 
 def run_echo(ws: EchoWebSocket, settings: Settings) -> None:
     """Accept ``ws`` and send every message back with its type until the client leaves."""
     ws.accept()
-    with Keepalive(ws, settings.ping_interval, settings.ping_timeout):
+    recorder = SessionMetrics(ws)
+    with Keepalive(ws, settings.ping_interval, settings.ping_timeout, recorder.pong):
         while (message := ws.receive()) is not None:
             try:
                 ws.send(message)

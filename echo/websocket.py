@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar
 
 import gevent
@@ -71,6 +72,7 @@ class EchoWebSocket(WebSocket):
         self._close_timer: gevent.Greenlet | None = None
         # Set while the reader waits for a new message with nothing buffered.
         self._idle = Event()
+        self._closed_callbacks: list[Callable[[], None]] = []
 
     @classmethod
     def go_away_all(cls, code: int = 1001, reason: str = "server shutting down") -> None:
@@ -97,6 +99,10 @@ class EchoWebSocket(WebSocket):
         self._in_frame(False)
         self.state = State.OPEN
         self._open.add(self)
+
+    def when_closed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the connection is closed and its close code final."""
+        self._closed_callbacks.append(callback)
 
     def summary(self) -> str:
         """One line for the access log: traffic each way, the close code and who closed."""
@@ -289,13 +295,17 @@ class EchoWebSocket(WebSocket):
         self._mark_closed(socket.SHUT_RDWR)
 
     def _mark_closed(self, how: int) -> None:
+        self._socket_shutdown(how)
+        if self.state is State.CLOSED:
+            return
         self.state = State.CLOSED
         self._open.discard(self)
         self._idle.set()  # release a pending go_away
-        self._socket_shutdown(how)
         timer, self._close_timer = self._close_timer, None
         if timer is not None and timer is not gevent.getcurrent():
             timer.kill(block=False)
+        for callback in self._closed_callbacks:
+            callback()
 
     def _socket_shutdown(self, how: int) -> None:
         with contextlib.suppress(OSError):

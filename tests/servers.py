@@ -56,7 +56,8 @@ class ServerProcess:
         self.health_path = health_path
         self.command = command
         self.label = " ".join([*command[1:3], *(f"{k}={v}" for k, v in (env or {}).items())])
-        self.env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(self.port), **(env or {})}
+        inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        self.env = {**inherited, "HOST": "127.0.0.1", "PORT": str(self.port), **(env or {})}
         self.log_path = Path(tempfile.mkstemp(prefix="echo-server-", suffix=".log")[1])
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -22,9 +22,10 @@ def test_configuration_table_matches_settings():
         assert Settings.from_env({}, **{name: default}) == Settings.from_env({}), name
 
 
-def test_gunicorn_conf_sets_every_setting_at_its_default(monkeypatch):
+def test_gunicorn_conf_sets_every_setting_at_its_default(monkeypatch, tmp_path):
     for f in fields(Settings):
         monkeypatch.delenv(env_name(f.name), raising=False)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     assert conf["websocket"] == Settings()
     assert conf["raw_env"] == Settings().to_env()

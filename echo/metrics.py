@@ -1,0 +1,89 @@
+"""Prometheus metrics, added up across gunicorn's workers.
+
+gunicorn.conf.py points PROMETHEUS_MULTIPROC_DIR at a fresh directory before
+anything imports prometheus_client, so every worker writes its values there
+and any worker can serve the sum. Without it (``python app.py``) the values
+live in the one process.
+
+Traffic counters are bumped per session (at each keepalive pong and at the
+end), not per message, to keep the echo path free of bookkeeping.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+if TYPE_CHECKING:
+    from .websocket import EchoWebSocket
+
+OPEN_CONNECTIONS = Gauge(
+    "echo_open_connections", "WebSocket connections open now.", multiprocess_mode="livesum"
+)
+HANDSHAKES = Counter(
+    "echo_handshakes", "WebSocket handshakes, by result and reason.", ["result", "reason"]
+)
+MESSAGES = Counter("echo_messages", "Data messages, by direction.", ["direction"])
+BYTES = Counter("echo_message_bytes", "Data message payload bytes, by direction.", ["direction"])
+CLOSES = Counter("echo_closes", "Ended connections, by close code and who closed.", ["code", "by"])
+PING_RTT = Histogram(
+    "echo_ping_rtt_seconds",
+    "Time from a keepalive Ping to its Pong.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text (summed over workers in multiprocess mode) and its content type."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def handshake_rejected(reason: str) -> None:
+    HANDSHAKES.labels("rejected", reason).inc()
+
+
+class SessionMetrics:
+    """Records one accepted connection, from open to close."""
+
+    def __init__(self, ws: EchoWebSocket) -> None:
+        self._ws = ws
+        self._recorded = (0, 0, 0, 0)
+        HANDSHAKES.labels("accepted", "ok").inc()
+        OPEN_CONNECTIONS.inc()
+        ws.when_closed(self._closed)
+
+    def pong(self, rtt: float) -> None:
+        PING_RTT.observe(rtt)
+        self._record_traffic()
+
+    def _closed(self) -> None:
+        self._record_traffic()
+        OPEN_CONNECTIONS.dec()
+        code = "-" if self._ws.close_code is None else str(self._ws.close_code)
+        CLOSES.labels(code, self._ws.closed_by or "-").inc()
+
+    def _record_traffic(self) -> None:
+        ws = self._ws
+        now = (ws.messages_in, ws.bytes_in, ws.messages_out, ws.bytes_out)
+        was = self._recorded
+        MESSAGES.labels("in").inc(now[0] - was[0])
+        BYTES.labels("in").inc(now[1] - was[1])
+        MESSAGES.labels("out").inc(now[2] - was[2])
+        BYTES.labels("out").inc(now[3] - was[3])
+        self._recorded = now
