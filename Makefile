@@ -21,11 +21,12 @@ conformance: $(VENV)/.dev
 soak: $(VENV)/.dev
 	$(BIN)/python -m bench.soak
 
-# The browser and proxy tests drive Debian's chromium and nginx.
+# The browser, proxy and TLS tests use Debian's chromium, nginx and openssl.
 system-packages:
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	[ -x /usr/bin/openssl ] || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing$$missing"; apt-get update && apt-get install -y $$missing; fi
 

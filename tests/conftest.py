@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ssl
+import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +34,31 @@ def gunicorn_server() -> Iterator[Callable[..., ServerProcess]]:
 def server(gunicorn_server: Callable[..., ServerProcess]) -> ServerProcess:
     """gunicorn with the default settings, bound through the PORT convention."""
     return gunicorn_server()
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate and key for 127.0.0.1."""
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture(scope="session")
+def tls_server(certificate: tuple[Path, Path]) -> Iterator[ServerProcess]:
+    """gunicorn speaking TLS, given certfile and keyfile the gunicorn way."""
+    cert, key = certificate
+    context = ssl.create_default_context(cafile=cert)
+    env = {"GUNICORN_CMD_ARGS": f"--certfile {cert} --keyfile {key}"}
+    with ServerProcess(GUNICORN, env, tls=context) as server:
+        yield server
 
 
 @pytest.hookimpl(wrapper=True)

@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -51,9 +52,11 @@ class ServerProcess:
         command: list[str],
         env: Mapping[str, str] | None = None,
         health_path: str = "/healthz",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.port = free_port()
         self.health_path = health_path
+        self.tls = tls  # a client context trusting the server's certificate, when it speaks TLS
         self.command = command
         self.label = " ".join([*command[1:3], *(f"{k}={v}" for k, v in (env or {}).items())])
         inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
@@ -63,11 +66,11 @@ class ServerProcess:
 
     @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}/ws"
 
     def start(self, wait: bool = True) -> ServerProcess:
         with open(self.log_path, "wb") as log:
@@ -88,7 +91,8 @@ class ServerProcess:
         if self.process.poll() is not None:
             raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
         try:
-            with urllib.request.urlopen(self.http_url + self.health_path, timeout=1) as response:
+            url = self.http_url + self.health_path
+            with urllib.request.urlopen(url, timeout=1, context=self.tls) as response:
                 return response.status == 200
         except OSError:
             return False

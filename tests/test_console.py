@@ -143,9 +143,9 @@ def test_bad_hex_is_an_error_not_a_send(server, page):
 
 PREFIX_SITE = """
 server {
-    listen LISTEN;
+    listen 80;
     location /echo/ {
-        proxy_pass http://UPSTREAM/;
+        proxy_pass http://127.0.0.1:8000/;
         proxy_http_version 1.1;
         proxy_set_header Upgrade $http_upgrade;
         proxy_set_header Connection "upgrade";
@@ -156,7 +156,7 @@ server {
 
 
 def test_page_works_behind_a_proxy_path_prefix(server, page):
-    with nginx_proxy(PREFIX_SITE, server, health_path="/echo/healthz") as proxy:
+    with nginx_proxy(server, PREFIX_SITE, health_path="/echo/healthz") as proxy:
         connect(page, f"{proxy.http_url}/echo/")
         expect(page.locator("#url")).to_have_value(f"ws://127.0.0.1:{proxy.port}/echo/ws")
         send(page, "through a prefix")
@@ -180,4 +180,14 @@ def test_usable_on_a_phone_with_labels_and_keyboard(server, browser):
     page.keyboard.type("typed")
     page.keyboard.press("Enter")
     expect(rows(page, "received").last).to_contain_text("typed")
+    context.close()
+
+
+def test_console_offers_wss_over_https(tls_server, browser):
+    context = browser.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    connect(page, tls_server.http_url)
+    expect(page.locator("#url")).to_have_value(f"wss://127.0.0.1:{tls_server.port}/ws")
+    send(page, "over TLS")
+    expect(rows(page, "received").last).to_contain_text("over TLS")
     context.close()
