@@ -69,7 +69,8 @@ class EchoHandler(WebSocketHandler):
             failed = False
         finally:
             if not self._upgraded:
-                metrics.handshake_rejected(_REJECTED_BY_APP.get(self.code, f"status_{self.code}"))
+                reason = _REJECTED_BY_APP.get(self.code, f"status_{self.code}")
+                metrics.handshake_rejected("error" if failed else reason)
             else:
                 self.websocket.close_and_wait(1011 if failed else 1000)
                 self.environ[SESSION_KEY] = self.websocket.summary()
