@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
@@ -30,21 +31,27 @@ COMPRESSION_SECTIONS = {12, 13}
 BEHAVIOURS = ["OK", "NON-STRICT", "FAILED", "INFORMATIONAL", "UNIMPLEMENTED"]
 
 
-def run_suite() -> tuple[dict[str, dict], float]:
-    shutil.rmtree(REPORT_DIR, ignore_errors=True)
-    REPORT_DIR.mkdir(parents=True)
-    kosoku = Path(sys.executable).with_name("kosoku")
-    with ServerProcess(GUNICORN, SERVER_ENV) as server:
-        started = time.monotonic()
-        # kosoku's exit status is not the verdict (it counts declined
-        # compression as failed): the report is read below.
-        with open(REPORT_DIR / "kosoku.log", "wb") as log:
-            subprocess.run(
-                [kosoku, "-o", REPORT_DIR, server.ws_url], check=False, stdout=log, stderr=log
-            )
-        elapsed = time.monotonic() - started
-    (cases,) = json.loads((REPORT_DIR / "index.json").read_text()).values()
+def run_kosoku(
+    url: str, report_dir: Path, include: Sequence[str] = ()
+) -> tuple[dict[str, dict], float]:
+    """Run the cases (all, or those matching ``include``) against ``url``: results and seconds."""
+    shutil.rmtree(report_dir, ignore_errors=True)
+    report_dir.mkdir(parents=True)
+    selection = [arg for pattern in include for arg in ("-i", pattern)]
+    command = [Path(sys.executable).with_name("kosoku"), *selection, "-o", report_dir, url]
+    started = time.monotonic()
+    # kosoku's exit status is not the verdict (it counts declined compression
+    # as failed): the report is read instead.
+    with open(report_dir / "kosoku.log", "wb") as log:
+        subprocess.run(command, check=False, stdout=log, stderr=log)
+    elapsed = time.monotonic() - started
+    (cases,) = json.loads((report_dir / "index.json").read_text()).values()
     return cases, elapsed
+
+
+def run_suite() -> tuple[dict[str, dict], float]:
+    with ServerProcess(GUNICORN, SERVER_ENV) as server:
+        return run_kosoku(server.ws_url, REPORT_DIR)
 
 
 def summarize(cases: dict[str, dict]) -> dict[int, dict]:

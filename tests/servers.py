@@ -51,7 +51,7 @@ class ServerProcess:
         self,
         command: list[str],
         env: Mapping[str, str] | None = None,
-        health_path: str = "/healthz",
+        health_path: str | None = "/healthz",
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.port = free_port()
@@ -90,6 +90,12 @@ class ServerProcess:
     def _ready(self) -> bool:
         if self.process.poll() is not None:
             raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
+        if self.health_path is None:  # not an HTTP server: accepting connections is ready
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                return False
         try:
             url = self.http_url + self.health_path
             with urllib.request.urlopen(url, timeout=1, context=self.tls) as response:

@@ -1,0 +1,220 @@
+"""The load generator: raw frames over uvloop, cheap enough not to be what is measured.
+
+Frames are encoded once; replies are not parsed but counted: an echo server's
+reply to an N-byte message is a known number of bytes (the TCP echo returns
+the client's masked frame as is). Pings would upset the count, so every run is
+kept shorter than the servers' 20 s ping interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import struct
+import time
+from dataclasses import dataclass
+
+HANDSHAKE = (
+    b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+MASK = b"\x37\xfa\x21\x3d"
+
+
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
+    elif size < 1 << 16:
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
+    key = (MASK * (size // 4 + 1))[:size]
+    masked = (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(
+        size, "little"
+    )
+    return header + MASK + masked
+
+
+def server_frame_size(size: int) -> int:
+    return size + (2 if size < 126 else 4 if size < 1 << 16 else 10)
+
+
+@dataclass
+class Target:
+    port: int
+    raw_tcp: bool  # a TCP echo returns exactly what was sent
+
+    def reply_size(self, frame: bytes, payload_size: int) -> int:
+        return len(frame) if self.raw_tcp else server_frame_size(payload_size)
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: the handshake, then request/reply by byte count."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.head = b""
+        self.upgraded = self.loop.create_future()
+        self.expected = 0
+        self.received = 0
+        self.reply: asyncio.Future | None = None
+        self.lost = self.loop.create_future()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        transport.write(HANDSHAKE)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.upgraded.done():
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not self.head.startswith((b"HTTP/1.1 101", b"GET ")):  # GET: the TCP echo
+                self.upgraded.set_exception(
+                    ConnectionError(self.head[:40].decode(errors="replace"))
+                )
+                return
+            self.upgraded.set_result(None)
+            data = self.head[end + 4 :]
+        self.received += len(data)
+        if self.reply is not None and self.received >= self.expected:
+            self.received -= self.expected
+            self.reply.set_result(None)
+            self.reply = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(exc)
+        for waiter in (self.upgraded, self.reply):
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(ConnectionError("connection lost"))
+
+    async def request(self, frame: bytes, reply_size: int) -> None:
+        self.expected = reply_size
+        self.reply = self.loop.create_future()
+        if self.received >= reply_size:  # already here
+            self.received -= reply_size
+            self.reply.set_result(None)
+        self.transport.write(frame)
+        await self.reply
+
+
+async def open_connection(target: Target) -> Connection:
+    _, conn = await asyncio.get_running_loop().create_connection(
+        Connection, "127.0.0.1", target.port
+    )
+    await conn.upgraded
+    return conn
+
+
+@dataclass
+class Measured:
+    """One run: a rate, latencies, and the generator's own CPU use in % of a core."""
+
+    rate: float
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    client_cpu: float = 0.0
+
+
+def _percentile(sorted_values: list[float], fraction: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))] * 1000
+
+
+async def round_trips(target: Target, connections: int, size: int, seconds: float) -> Measured:
+    """Each connection sends a message and waits for its echo, again and again."""
+    frame = client_frame(0x1 if size < 1024 else 0x2, b"x" * size)
+    reply = target.reply_size(frame, size)
+    conns = await asyncio.gather(*(open_connection(target) for _ in range(connections)))
+    latencies: list[float] = []
+    cpu, started = time.process_time(), time.perf_counter()
+    deadline = started + seconds
+
+    async def loop(conn: Connection) -> None:
+        now = time.perf_counter
+        while (sent := now()) < deadline:
+            await conn.request(frame, reply)
+            latencies.append(now() - sent)
+
+    await asyncio.gather(*(loop(conn) for conn in conns))
+    elapsed = time.perf_counter() - started
+    client_cpu = 100 * (time.process_time() - cpu) / elapsed
+    for conn in conns:
+        conn.transport.close()
+    latencies.sort()
+    return Measured(
+        len(latencies) / elapsed,
+        _percentile(latencies, 0.5),
+        _percentile(latencies, 0.99),
+        client_cpu,
+    )
+
+
+async def throughput(target: Target, size: int, seconds: float) -> Measured:
+    """Payload MB/s echoed back on one connection, one message in flight."""
+    result = await round_trips(target, 1, size, seconds)
+    return Measured(result.rate * size / 1e6, result.p50_ms, result.p99_ms, result.client_cpu)
+
+
+CLOSE = client_frame(0x8, b"\x03\xe8")
+
+
+async def handshakes(target: Target, concurrency: int, seconds: float) -> Measured:
+    """Open, handshake, close (Close frame answered), as fast as ``concurrency`` clients can."""
+    done = 0
+    cpu, started = time.process_time(), time.perf_counter()
+    deadline = started + seconds
+
+    async def loop() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            conn = await open_connection(target)
+            await conn.request(CLOSE, len(CLOSE) if target.raw_tcp else 4)
+            conn.transport.close()
+            done += 1
+
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return Measured(done / elapsed, client_cpu=100 * (time.process_time() - cpu) / elapsed)
+
+
+async def hold(target: Target, count: int) -> list[Connection]:
+    """``count`` open, idle connections, opened a few hundred at a time."""
+    conns: list[Connection] = []
+    for start in range(0, count, 500):
+        batch = min(500, count - start)
+        conns += await asyncio.gather(*(open_connection(target) for _ in range(batch)))
+    return conns
+
+
+async def many_at_once(target: Target, count: int) -> int:
+    """Open ``count`` connections, echo one message on each while all are open; the errors."""
+    frame = client_frame(0x1, b"hello")
+    reply = target.reply_size(frame, 5)
+    errors = 0
+    conns = []
+    for start in range(0, count, 500):
+        results = await asyncio.gather(
+            *(open_connection(target) for _ in range(min(500, count - start))),
+            return_exceptions=True,
+        )
+        errors += sum(isinstance(r, BaseException) for r in results)
+        conns += [r for r in results if isinstance(r, Connection)]
+    echoes = await asyncio.gather(
+        *(conn.request(frame, reply) for conn in conns), return_exceptions=True
+    )
+    errors += sum(isinstance(r, BaseException) for r in echoes)
+    for conn in conns:
+        conn.transport.close()
+    return errors
+
+
+def median(runs: list[Measured]) -> Measured:
+    return Measured(
+        statistics.median(r.rate for r in runs),
+        statistics.median(r.p50_ms for r in runs),
+        statistics.median(r.p99_ms for r in runs),
+        statistics.median(r.client_cpu for r in runs),
+    )
