@@ -14,6 +14,8 @@ import struct
 import time
 from dataclasses import dataclass
 
+from echo.frames import apply_mask
+
 HANDSHAKE = (
     b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -29,11 +31,7 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
         header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
     else:
         header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
-    key = (MASK * (size // 4 + 1))[:size]
-    masked = (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(
-        size, "little"
-    )
-    return header + MASK + masked
+    return header + MASK + apply_mask(payload, MASK)
 
 
 def server_frame_size(size: int) -> int:
