@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test conformance soak lint format screenshot system-packages clean
+.PHONY: run test conformance soak bench lint format screenshot system-packages clean
 
 run: $(VENV)/.runtime
 	$(BIN)/gunicorn -c gunicorn.conf.py
@@ -20,6 +20,10 @@ conformance: $(VENV)/.dev
 # 5,000 sequential + 500 concurrent connections on one worker; fails on leaks.
 soak: $(VENV)/.dev
 	$(BIN)/python -m bench.soak
+
+# This server against python websockets and a raw TCP echo; bench/results.md.
+bench: $(VENV)/.dev
+	$(BIN)/python -m bench.run
 
 # The browser, proxy and TLS tests use Debian's chromium, nginx and openssl.
 system-packages:

@@ -1,0 +1,154 @@
+"""``make bench``: this server against python websockets and a raw TCP echo, in one run.
+
+Every workload runs RUNS times against each server; the table shows medians
+and ratios, and goes to bench/results.md. The load generator (this process,
+on uvloop) reports its own CPU use: near 100 % of a core would mean it, not
+the server, set the pace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import resource
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import date
+from pathlib import Path
+
+import uvloop
+
+from conformance.run import run_kosoku
+from tests.servers import GUNICORN, ROOT, ServerProcess, proc_status
+
+from . import loadgen
+from .loadgen import Measured, Target
+
+SECONDS, RUNS = 2.0, 3
+IDLE, MANY = 5_000, 10_000
+RESULTS = Path(__file__).with_name("results.md")
+SERVERS: dict[str, Callable[[], ServerProcess]] = {
+    "echo": lambda: ServerProcess(
+        [*GUNICORN, "--workers", "1", "--worker-connections", str(MANY + 1000)],
+        {"ECHO_MAX_MESSAGE_SIZE": "16MiB"},
+    ),
+    "websockets": lambda: ServerProcess(
+        [sys.executable, "-m", "bench.peers", "websockets"], health_path=None
+    ),
+    "tcp": lambda: ServerProcess([sys.executable, "-m", "bench.peers", "tcp"], health_path=None),
+}
+WORKLOADS: dict[str, Callable[[Target], Awaitable[Measured]]] = {
+    "32 B round trips/s, 1 connection": lambda t: loadgen.round_trips(t, 1, 32, SECONDS),
+    "32 B round trips/s, 100 connections": lambda t: loadgen.round_trips(t, 100, 32, SECONDS),
+    "32 B round trips/s, 1,000 connections": lambda t: loadgen.round_trips(t, 1000, 32, SECONDS),
+    "64 KiB echo, MB/s": lambda t: loadgen.throughput(t, 64 << 10, SECONDS),
+    "1 MiB echo, MB/s": lambda t: loadgen.throughput(t, 1 << 20, SECONDS),
+    "16 MiB echo, MB/s": lambda t: loadgen.throughput(t, 16 << 20, SECONDS),
+    "handshakes/s (10 at a time)": lambda t: loadgen.handshakes(t, 10, SECONDS),
+}
+
+
+def server_pid(name: str, server: ServerProcess) -> int:
+    return server.worker_pid() if name == "echo" else server.process.pid
+
+
+def measure(name: str, server: ServerProcess) -> dict[str, Measured | float]:
+    target = Target(server.port, raw_tcp=name == "tcp")
+    results: dict[str, Measured | float] = {}
+    for workload, run in WORKLOADS.items():
+        results[workload] = loadgen.median([uvloop.run(run(target)) for _ in range(RUNS)])
+        print(f"  {name}: {workload}: {results[workload].rate:,.1f}", flush=True)
+    results["RSS per idle connection, KiB"] = idle_rss(target, server_pid(name, server)) / 1024
+    return results
+
+
+def idle_rss(target: Target, pid: int) -> float:
+    """Bytes of server RSS per connection, with IDLE connections open and doing nothing."""
+
+    async def hold_and_measure() -> float:
+        before = proc_status(pid, "VmRSS")
+        conns = await loadgen.hold(target, IDLE)
+        await asyncio.sleep(1)  # let the server settle after the burst of handshakes
+        after = proc_status(pid, "VmRSS")
+        for conn in conns:
+            conn.transport.close()
+        return (after - before) / IDLE
+
+    return uvloop.run(hold_and_measure())
+
+
+def autobahn_9(url: str, label: str) -> float:
+    cases, _ = run_kosoku(url, ROOT / "reports" / "bench" / label, include=["9.*"])
+    return sum(case["duration"] for case in cases.values()) / 1000
+
+
+def table(results: dict[str, dict], extra: dict[str, str]) -> str:
+    head = (
+        "| Workload | echo | websockets | raw TCP | echo / websockets | echo / TCP "
+        "| generator CPU (echo, websockets, TCP) |"
+    )
+    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for workload in [*WORKLOADS, "RSS per idle connection, KiB"]:
+        cells = []
+        for name in SERVERS:
+            value = results[name][workload]
+            if isinstance(value, Measured):
+                cell = f"{value.rate:,.0f}" if value.rate >= 100 else f"{value.rate:,.1f}"
+                if value.p50_ms and "round trips" in workload:
+                    cell += f" (p50 {value.p50_ms:.2f} ms, p99 {value.p99_ms:.2f} ms)"
+            else:
+                cell = f"{value:,.1f}"
+            cells.append(cell)
+        rate = {n: getattr(results[n][workload], "rate", results[n][workload]) for n in SERVERS}
+        ratios = [
+            f"{rate['echo'] / rate[peer]:.2f}x" if rate[peer] else "-"
+            for peer in ("websockets", "tcp")
+        ]
+        cpu = "/".join(
+            f"{results[n][workload].client_cpu:.0f}%"
+            if isinstance(results[n][workload], Measured)
+            else "-"
+            for n in SERVERS
+        )
+        lines.append(f"| {workload} | {' | '.join(cells)} | {' | '.join(ratios)} | {cpu} |")
+    lines += ["", *(f"- {key}: {value}" for key, value in extra.items())]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the servers
+    if hard < MANY + 1000:  # per process: the generator's side and the server's side
+        print(f"the open-file limit ({hard}) is too low for {MANY} connections", file=sys.stderr)
+        return 1
+    started = time.monotonic()
+    results: dict[str, dict] = {}
+    extra: dict[str, str] = {}
+    client_cpu: list[float] = []
+    for name, make in SERVERS.items():
+        with make() as server:
+            results[name] = measure(name, server)
+            client_cpu += [m.client_cpu for m in results[name].values() if isinstance(m, Measured)]
+            if name == "echo":
+                errors = uvloop.run(loadgen.many_at_once(Target(server.port, False), MANY))
+                extra[f"{MANY:,} connections at once on one worker"] = f"{errors} errors"
+                extra["Autobahn 9.x, echo"] = f"{autobahn_9(server.ws_url, 'echo'):.2f} s"
+            if name == "websockets":
+                url = f"ws://127.0.0.1:{server.port}/"
+                extra["Autobahn 9.x, websockets"] = f"{autobahn_9(url, 'websockets'):.2f} s"
+    extra["load generator CPU (max over runs)"] = f"{max(client_cpu):.0f} % of one core"
+    extra["run"] = (
+        f"{date.today().isoformat()}, {os.cpu_count()} cores, {platform.machine()}, "
+        f"Python {platform.python_version()}, {RUNS} runs of {SECONDS:.0f} s per cell, "
+        f"{time.monotonic() - started:.0f} s in all"
+    )
+    report = table(results, extra)
+    RESULTS.write_text(f"# Benchmark results\n\n{report}\n")
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
