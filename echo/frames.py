@@ -42,16 +42,26 @@ def encode_header(opcode: int, length: int, fin: bool = True) -> bytes:
     return _LENGTH_64.pack(first, 127, length)
 
 
-def apply_mask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
-    """XOR ``data`` with the repeating 4-byte ``mask`` (masking and unmasking alike).
+def _apply_mask_with_ints(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
+    """Masking without a compiled extension: the whole buffer XORed as one big integer.
 
-    Works on whole buffers as big integers, so the loop runs in C, not per byte.
+    The loop runs in C, not per byte, but at about 0.5 GB/s (bench/README.md).
     """
     size = len(data)
     if not size:
         return b""
     key = (mask * (size // 4 + 1))[:size]
     return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(size, "little")
+
+
+try:
+    # The C routine python websockets ships in its wheels: 25-60 GB/s here.
+    from websockets.speedups import apply_mask as _apply_mask_in_c
+except ImportError:  # a platform without websockets' compiled wheel
+    _apply_mask_in_c = None
+
+#: XOR ``data`` with the repeating 4-byte ``mask`` (masking and unmasking alike).
+apply_mask = _apply_mask_in_c or _apply_mask_with_ints
 
 
 def rotate_mask(mask: bytes, offset: int) -> bytes:

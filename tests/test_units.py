@@ -14,11 +14,19 @@ from echo.reader import Close, Message, MessageReader, Ping
 
 from .rawws import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, encode_frame, mask_bytes
 
+MASKERS = {"c": frames._apply_mask_in_c, "ints": frames._apply_mask_with_ints}
 
+
+def test_compiled_masking_is_in_use():
+    assert frames.apply_mask is frames._apply_mask_in_c is not None
+
+
+@pytest.mark.parametrize("implementation", MASKERS)
 @pytest.mark.parametrize("size", [*range(0, 17), 125, 126, 127, 65535, 65536, 65537])
-def test_apply_mask_matches_bytewise_xor_for_every_length(size):
+def test_apply_mask_matches_bytewise_xor_for_every_length(implementation, size):
     data, mask = os.urandom(size), os.urandom(4)
-    assert frames.apply_mask(data, mask) == mask_bytes(data, mask)
+    assert MASKERS[implementation](data, mask) == mask_bytes(data, mask)
+    assert MASKERS[implementation](memoryview(data), mask) == mask_bytes(data, mask)
 
 
 @pytest.mark.parametrize("offset", range(8))
