@@ -27,6 +27,7 @@ from . import frames
 from .config import Settings
 from .errors import ConnectionClosed, ProtocolError
 from .reader import Close, Message, MessageReader, Ping, Pong
+from .stream import SocketStream
 
 if TYPE_CHECKING:
     from .handler import EchoHandler
@@ -65,7 +66,7 @@ class EchoWebSocket(WebSocket):
         self.closed_by = ""  # "client" or "server"
         self.messages_in = self.bytes_in = self.messages_out = self.bytes_out = 0
         self._socket = handler.socket
-        self._rfile = handler.rfile
+        self._stream: SocketStream | None = None
         self._reader: MessageReader | None = None
         self._send_lock = Semaphore()
         self._pending_ping: tuple[bytes, Event] | None = None
@@ -95,7 +96,8 @@ class EchoWebSocket(WebSocket):
         if self.state is not State.CONNECTING:
             raise RuntimeError("the handshake is already complete")
         self.handler.complete_handshake()
-        self._reader = MessageReader(self._rfile, self.settings.max_message_size, self._in_frame)
+        self._stream = SocketStream.take_over(self._socket, self.handler.rfile)
+        self._reader = MessageReader(self._stream, self.settings.max_message_size, self._in_frame)
         self._in_frame(False)
         self.state = State.OPEN
         self._open.add(self)
@@ -284,7 +286,7 @@ class EchoWebSocket(WebSocket):
         """
         with gevent.Timeout(self.settings.close_timeout, False):
             try:
-                while self._rfile.read1(_DRAIN_CHUNK):
+                while self._stream.read1(_DRAIN_CHUNK):
                     pass
             except OSError:
                 pass

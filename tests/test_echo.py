@@ -10,8 +10,19 @@ import pytest
 from websockets.asyncio.client import connect as async_connect
 from websockets.sync.client import connect
 
-from .rawws import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawClient, close_payload
-from .servers import holds_connection, wait_for
+from .rawws import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    RawClient,
+    close_payload,
+    encode_frame,
+    handshake_request,
+)
+from .servers import TIMEOUT, holds_connection, wait_for
 
 
 @pytest.mark.parametrize(
@@ -120,3 +131,16 @@ def test_binary_stays_binary_on_the_wire(server):
         client.send(OP_TEXT, b"text")
         assert client.recv_message() == (OP_BINARY, b"text bytes")
         assert client.recv_message() == (OP_TEXT, b"text")
+
+
+def test_frames_sent_with_the_handshake_are_not_lost(server):
+    """Frames in the same packet as the request reach the reader that takes over."""
+    request = handshake_request(server.port)
+    frames = encode_frame(OP_TEXT, b"early") + encode_frame(OP_BINARY, b"\x00bird")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(request + frames)
+        stream = sock.makefile("rb")
+        while stream.readline() != b"\r\n":
+            pass
+        assert stream.read(7) == b"\x81\x05early"
+        assert stream.read(7) == b"\x82\x05\x00bird"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 
 import pytest
 
@@ -11,6 +12,7 @@ from echo import frames
 from echo.config import ConfigError, Settings
 from echo.errors import InvalidUTF8, MessageTooBig, ProtocolError
 from echo.reader import Close, Message, MessageReader, Ping
+from echo.stream import SocketStream
 
 from .rawws import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, encode_frame, mask_bytes
 
@@ -138,3 +140,18 @@ def test_conformance_gate_rejects_failures_and_accepts_declined_compression():
         "13.1.1": {"behavior": "UNIMPLEMENTED", "behaviorClose": "FAILED"},
     }
     assert [p.split(":")[0] for p in problems(cases)] == ["6.4.1", "7.3.4", "13.1.1"]
+
+
+def test_socket_stream_reads_exactly_and_keeps_no_buffer_when_drained():
+    a, b = socket.socketpair()
+    with a, b:
+        stream = SocketStream(a, pending=b"ab")
+        b.sendall(b"cdefgh")
+        assert stream.read(0) == b""
+        assert stream.read(3) == b"abc"  # across the pending bytes and a receive
+        assert stream.read1(100) == b"defgh"
+        b.sendall(b"ij")
+        b.shutdown(socket.SHUT_WR)
+        assert stream.read(5) == b"ij"  # short only at EOF
+        assert stream.read1(1) == b""
+        assert stream._buffer == b""
