@@ -175,12 +175,19 @@ class EchoWebSocket(WebSocket):
         header = frames.encode_header(opcode, len(payload))
         try:
             if len(payload) <= _COALESCE_LIMIT:
-                self._socket.sendall(b"".join((header, payload)))
+                self._send_all(b"".join((header, payload)))
             else:
-                self._socket.sendall(header)
-                self._socket.sendall(payload)
+                self._send_all(header)
+                self._send_all(payload)
         except OSError as exc:
             raise ConnectionClosed(f"connection lost: {exc}") from None
+
+    def _send_all(self, data: bytes | bytearray | memoryview) -> None:
+        # gevent's sendall() asks the kernel for the send buffer size on every
+        # call (a syscall per message); one send() nearly always takes it all.
+        sent = self._socket.send(data)
+        if sent < len(data):
+            self._socket.sendall(memoryview(data)[sent:])
 
     def ping(self, payload: bytes | None = None) -> Event:
         """Send a Ping; the returned event is set when its Pong arrives."""
