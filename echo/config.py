@@ -103,7 +103,7 @@ class Settings:
         5.0, _seconds, "Seconds to wait for the client's side of a closing handshake."
     )
     read_timeout: float = _setting(
-        10.0, _seconds, "Seconds a client may go silent mid-handshake or mid-frame; 0 disables."
+        10.0, _seconds, "Seconds a client may go silent mid-handshake or mid-message; 0 disables."
     )
     metrics: bool = _setting(True, _flag, "Serve Prometheus metrics at /metrics.")
 

@@ -67,7 +67,7 @@ apply_mask = _apply_mask_in_c or _apply_mask_with_ints
 def rotate_mask(mask: bytes, offset: int) -> bytes:
     """The mask as seen from byte ``offset`` of a payload."""
     shift = offset % 4
-    return mask[shift:] + mask[:shift]
+    return mask[shift:] + mask[:shift] if shift else mask
 
 
 def encode_close(code: int | None, reason: str = "") -> bytes:

@@ -20,7 +20,8 @@ from .errors import InvalidUTF8, MessageTooBig, ProtocolError
 # Largest piece of payload read (and unmasked, and UTF-8 checked) at a time.
 CHUNK_SIZE = 256 * 1024
 
-_UTF8Decoder = codecs.getincrementaldecoder("utf-8")
+_LENGTH_16 = struct.Struct("!H")
+_LENGTH_64 = struct.Struct("!Q")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,28 +53,30 @@ class Close:
 Event = Message | Ping | Pong | Close
 
 
-def _ignore(in_frame: bool) -> None:
-    """The default ``in_frame`` callback, for readers nobody times."""
+def _ignore(busy: bool) -> None:
+    """The default ``on_busy`` callback, for readers nobody times."""
 
 
 class MessageReader:
     """Reads events from ``stream`` (which must offer ``read`` and ``read1``).
 
-    ``in_frame(True)`` is called once a frame has begun to arrive and
-    ``in_frame(False)`` once it is complete, so the I/O layer can bound how
-    long a client may stall in the middle of a frame without bounding idle time.
+    ``on_busy(True)`` is called when a frame begins to arrive while the reader
+    was idle, and ``on_busy(False)`` when it is idle again (no frame and no
+    fragmented message in progress), so the I/O layer can bound how long a
+    client may stall mid-message without bounding the time between messages.
     """
 
     def __init__(
         self,
         stream: BinaryIO,
         max_message_size: int,
-        in_frame: Callable[[bool], None] = _ignore,
+        on_busy: Callable[[bool], None] = _ignore,
     ) -> None:
         self._stream = stream
-        self._in_frame = in_frame
+        self._on_busy = on_busy
+        self._busy = False
         self._max_size = max_message_size
-        self._decoder = _UTF8Decoder()
+        self._undecoded = b""  # the start of a UTF-8 sequence split across chunks
         self._opcode: int | None = None  # of the message being assembled
         self._parts: list[str] | list[bytes] = []
         self._size = 0
@@ -93,7 +96,8 @@ class MessageReader:
             fin, opcode, length, mask = self._read_header()
             if opcode in frames.CONTROL_OPCODES:
                 payload = frames.apply_mask(self._read_exact(length), mask)
-                self._in_frame(False)
+                if self._opcode is None:
+                    self._idle()
                 if opcode == frames.OP_PING:
                     return Ping(payload)
                 if opcode == frames.OP_PONG:
@@ -101,13 +105,19 @@ class MessageReader:
                 return Close(*frames.decode_close(payload))
             self._begin_frame(opcode, length)
             self._read_payload(length, mask)
-            self._in_frame(False)
             if fin:
+                self._idle()
                 return self._end_message()
+
+    def _idle(self) -> None:
+        self._busy = False
+        self._on_busy(False)
 
     def _read_header(self) -> tuple[bool, int, int, bytes]:
         first, second = self._read_exact(2)
-        self._in_frame(True)
+        if not self._busy:
+            self._busy = True
+            self._on_busy(True)
         fin = bool(first & 0x80)
         opcode = first & 0x0F
         if first & 0x70:
@@ -122,13 +132,16 @@ class MessageReader:
                 raise ProtocolError("fragmented control frame")
             if length > frames.MAX_CONTROL_PAYLOAD:
                 raise ProtocolError("control frame payload over 125 bytes")
-        elif length == 126:
-            (length,) = struct.unpack("!H", self._read_exact(2))
-        elif length == 127:
-            (length,) = struct.unpack("!Q", self._read_exact(8))
+        # The extended length, if any, and the mask come in one read.
+        extended = 0 if length < 126 else 2 if length == 126 else 8
+        rest = self._read_exact(extended + 4)
+        if extended == 2:
+            (length,) = _LENGTH_16.unpack_from(rest)
+        elif extended == 8:
+            (length,) = _LENGTH_64.unpack_from(rest)
             if length >> 63:
                 raise ProtocolError("frame length has its most significant bit set")
-        return fin, opcode, length, self._read_exact(4)
+        return fin, opcode, length, rest[extended:]
 
     def _begin_frame(self, opcode: int, length: int) -> None:
         if opcode == frames.OP_CONTINUATION:
@@ -138,7 +151,7 @@ class MessageReader:
             raise ProtocolError("new message started before the previous one ended")
         else:
             self._opcode = opcode
-            self._decoder.reset()
+            self._undecoded = b""
         if length > self._max_size - self._size:
             raise MessageTooBig(f"message over the {self._max_size}-byte limit")
         self._size += length
@@ -166,14 +179,17 @@ class MessageReader:
         return message
 
     def _decode(self, data: bytes, final: bool = False) -> str:
+        """Decode a chunk of text, keeping a sequence split across chunks for the next."""
+        if self._undecoded:
+            data = self._undecoded + data
         try:
-            text = self._decoder.decode(data, final)
+            text, used = codecs.utf_8_decode(data, "strict", final)
         except UnicodeDecodeError:
             raise InvalidUTF8("text message is not valid UTF-8") from None
-        # CPython holds back ED A0..BF (a UTF-16 surrogate) until its third
-        # byte arrives; no third byte can make it valid, so fail now.
-        pending = self._decoder.getstate()[0]
-        if pending[:1] == b"\xed" and pending[1:2] >= b"\xa0":
+        self._undecoded = undecoded = data[used:]
+        # The decoder holds back ED A0..BF (a UTF-16 surrogate) until its
+        # third byte arrives; no third byte can make it valid, so fail now.
+        if undecoded and undecoded[:1] == b"\xed" and undecoded[1:2] >= b"\xa0":
             raise InvalidUTF8("text message is not valid UTF-8")
         return text
 

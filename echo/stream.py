@@ -67,6 +67,11 @@ class SocketStream:
 
     def read(self, size: int) -> bytes:
         """Exactly ``size`` bytes, fewer only at EOF."""
+        position = self._position
+        end = position + size
+        if end < len(self._buffer):  # the common case for headers: already here
+            self._position = end
+            return self._buffer[position:end]
         data = self.read1(size)
         if len(data) == size or not data:
             return data

@@ -97,8 +97,8 @@ class EchoWebSocket(WebSocket):
             raise RuntimeError("the handshake is already complete")
         self.handler.complete_handshake()
         self._stream = SocketStream.take_over(self._socket, self.handler.rfile)
-        self._reader = MessageReader(self._stream, self.settings.max_message_size, self._in_frame)
-        self._in_frame(False)
+        self._reader = MessageReader(self._stream, self.settings.max_message_size, self._on_busy)
+        self._on_busy(False)
         self.state = State.OPEN
         self._open.add(self)
 
@@ -114,11 +114,11 @@ class EchoWebSocket(WebSocket):
             f"out={self.messages_out}/{self.bytes_out}B close={code} by={self.closed_by or '-'}"
         )
 
-    def _in_frame(self, in_frame: bool) -> None:
-        # Waiting for the next frame may last forever (keepalive watches that);
-        # silence in the middle of one is bounded by read_timeout.
-        self._socket.settimeout(self.settings.read_timeout if in_frame else None)
-        if in_frame:
+    def _on_busy(self, busy: bool) -> None:
+        # Waiting for the next message may last forever (keepalive watches
+        # that); silence in the middle of one is bounded by read_timeout.
+        self._socket.settimeout(self.settings.read_timeout if busy else None)
+        if busy:
             self._idle.clear()
 
     def receive(self) -> str | bytes | None:
