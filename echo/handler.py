@@ -66,6 +66,8 @@ class EchoHandler(WebSocketHandler):
         failed = True
         try:
             WSGIHandler.run_application(self)
+            if self._upgraded and self.websocket.session is not None:
+                self.websocket.session()
             failed = False
         finally:
             if not self._upgraded:

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app, render_template, request
 
 from . import metrics
 from .config import CONFIG_KEY, Settings
-from .session import run_echo
+from .session import start_echo
 
 bp = Blueprint("echo", __name__)
 
@@ -49,8 +49,8 @@ def echo_socket() -> Response:
     origin = request.headers.get("Origin")
     if not origin_allowed(origin, settings.allowed_origins):
         return text_response(403, f"Origin {origin} is not allowed to connect")
-    run_echo(ws, settings)
-    return Response()  # never sent: the connection belonged to the WebSocket
+    start_echo(ws, settings)
+    return Response()  # never sent: the connection belongs to the WebSocket
 
 
 @bp.route(WEBSOCKET_PATH, methods=_ALL_METHODS)

@@ -9,9 +9,13 @@ from .metrics import SessionMetrics
 from .websocket import EchoWebSocket
 
 
-def run_echo(ws: EchoWebSocket, settings: Settings) -> None:
-    """Accept ``ws`` and send every message back with its type until the client leaves."""
-    ws.accept()
+def start_echo(ws: EchoWebSocket, settings: Settings) -> None:
+    """Accept ``ws``; once the view has returned, echo until the client leaves."""
+    ws.accept(session=lambda: _echo(ws, settings))
+
+
+def _echo(ws: EchoWebSocket, settings: Settings) -> None:
+    """Send every message back with its type until the client leaves."""
     recorder = SessionMetrics(ws)
     with Keepalive(ws, settings.ping_interval, settings.ping_timeout, recorder.pong):
         while (message := ws.receive()) is not None:

@@ -91,8 +91,13 @@ class EchoWebSocket(WebSocket):
     def closed(self) -> bool:  # gevent-websocket's meaning: closing or closed
         return self.state in (State.CLOSING, State.CLOSED)
 
-    def accept(self) -> None:
-        """Send the 101 response; from now on the connection speaks WebSocket."""
+    def accept(self, session: Callable[[], None] | None = None) -> None:
+        """Send the 101 response; from now on the connection speaks WebSocket.
+
+        With ``session``, the view can return at once: the handler runs
+        ``session`` after the app, so a long-lived connection does not keep
+        the request's objects (Flask's request context) alive.
+        """
         if self.state is not State.CONNECTING:
             raise RuntimeError("the handshake is already complete")
         self.handler.complete_handshake()
@@ -101,6 +106,7 @@ class EchoWebSocket(WebSocket):
         self._on_busy(False)
         self.state = State.OPEN
         self._open.add(self)
+        self.session = session
 
     def when_closed(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the connection is closed and its close code final."""
