@@ -74,6 +74,7 @@ class EchoWebSocket(WebSocket):
         # Set while the reader waits for a new message with nothing buffered.
         self._idle = Event()
         self._closed_callbacks: list[Callable[[], None]] = []
+        self.session: Callable[[], None] | None = None  # run by the handler, see accept()
 
     @classmethod
     def go_away_all(cls, code: int = 1001, reason: str = "server shutting down") -> None:
