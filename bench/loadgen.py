@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import struct
 import time
 from dataclasses import dataclass
 
-from echo.frames import apply_mask
+from echo.frames import apply_mask, encode_header
 
 HANDSHAKE = (
     b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -24,18 +23,14 @@ MASK = b"\x37\xfa\x21\x3d"
 
 
 def client_frame(opcode: int, payload: bytes) -> bytes:
-    size = len(payload)
-    if size < 126:
-        header = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
-    elif size < 1 << 16:
-        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
-    else:
-        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
-    return header + MASK + apply_mask(payload, MASK)
+    """A masked frame: the server's header with the mask bit set, the key, the payload."""
+    header = bytearray(encode_header(opcode, len(payload)))
+    header[1] |= 0x80
+    return bytes(header) + MASK + apply_mask(payload, MASK)
 
 
 def server_frame_size(size: int) -> int:
-    return size + (2 if size < 126 else 4 if size < 1 << 16 else 10)
+    return len(encode_header(0x2, size)) + size
 
 
 @dataclass

@@ -62,7 +62,6 @@ class EchoWebSocket(WebSocket):
         self.state = State.CONNECTING
         self.id = f"{os.getpid()}-{next(_connection_ids)}"  # in this connection's log lines
         self.close_code: int | None = None
-        self.close_reason = ""
         self.closed_by = ""  # "client" or "server"
         self.messages_in = self.bytes_in = self.messages_out = self.bytes_out = 0
         self._socket = handler.socket
@@ -213,8 +212,7 @@ class EchoWebSocket(WebSocket):
         if self.state is not State.OPEN:
             return
         reason = message.decode("utf-8") if isinstance(message, bytes) else message
-        self.closed_by = "server"
-        self._send_close(code, reason)
+        self._send_close(code, reason, by="server")
         self._close_timer = gevent.spawn_later(self.settings.close_timeout, self.abort)
 
     def go_away(self, code: int = 1001, reason: str = "server shutting down") -> None:
@@ -252,20 +250,22 @@ class EchoWebSocket(WebSocket):
             and self._send_lock.acquire(blocking=False)
         ):
             try:
-                self.state, self.close_code, self.close_reason = State.CLOSING, code, reason
-                self.closed_by = "server"
+                payload = self._start_closing(code, reason, by="server")
                 with gevent.Timeout(self.settings.close_timeout, False):
-                    self._write(frames.OP_CLOSE, frames.encode_close(code, reason))
+                    self._write(frames.OP_CLOSE, payload)
             except ConnectionClosed:
                 pass
             finally:
                 self._send_lock.release()
         self._mark_closed(socket.SHUT_RDWR)
 
-    def _send_close(self, code: int | None, reason: str) -> None:
-        self.close_code, self.close_reason = code, reason
-        self.state = State.CLOSING
-        self._send_quietly(frames.OP_CLOSE, frames.encode_close(code, reason))
+    def _start_closing(self, code: int | None, reason: str, by: str) -> bytes:
+        """Enter CLOSING, recording the code and who closed; the Close frame's payload."""
+        self.state, self.close_code, self.closed_by = State.CLOSING, code, by
+        return frames.encode_close(code, reason)
+
+    def _send_close(self, code: int | None, reason: str, by: str) -> None:
+        self._send_quietly(frames.OP_CLOSE, self._start_closing(code, reason, by))
 
     def _send_quietly(self, opcode: int, payload: bytes) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -278,16 +278,14 @@ class EchoWebSocket(WebSocket):
 
     def _on_close(self, code: int | None, reason: str) -> None:
         if self.state is State.OPEN:
-            self.closed_by = "client"
-            self._send_close(code, reason)  # echo the client's code and reason
+            self._send_close(code, reason, by="client")  # echo the client's code and reason
         self._mark_closed(socket.SHUT_WR)
 
     def _fail(self, code: int, reason: str) -> None:
         """Fail the connection (RFC 6455 section 7.1.7) after a protocol error."""
         log.info("[%s] closing with %d: %s", self.id, code, reason)
         if self.state is State.OPEN:
-            self.closed_by = "server"
-            self._send_close(code, reason)
+            self._send_close(code, reason, by="server")
         self._socket_shutdown(socket.SHUT_WR)
         self._drain()
         self._mark_closed(socket.SHUT_RDWR)
@@ -307,7 +305,7 @@ class EchoWebSocket(WebSocket):
 
     def _lost(self, by: str) -> None:
         if self.state is State.OPEN:
-            self.close_code, self.close_reason, self.closed_by = 1006, "", by
+            self.close_code, self.closed_by = 1006, by
         self._mark_closed(socket.SHUT_RDWR)
 
     def _mark_closed(self, how: int) -> None:

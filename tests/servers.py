@@ -15,6 +15,8 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from websockets.sync.client import connect
+
 ROOT = Path(__file__).resolve().parent.parent
 # Multiply every wait in the tests on a slow machine: ECHO_TEST_TIMEOUT_SCALE=3.
 TIMEOUT = 10.0 * float(os.environ.get("ECHO_TEST_TIMEOUT_SCALE", "1"))
@@ -130,6 +132,12 @@ class ServerProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def log_line(self, marker: str) -> str:
+        """The one log line containing ``marker`` (e.g. a unique User-Agent), once written."""
+        wait_for(lambda: marker in self.log(), what=f"a log line with {marker}")
+        (line,) = [line for line in self.log().splitlines() if marker in line]
+        return line
+
     def worker_pids(self) -> list[int]:
         """gunicorn's workers (the children of the master process)."""
         pid = self.process.pid
@@ -138,8 +146,6 @@ class ServerProcess:
 
     def wait_all_workers_serving(self, workers: int) -> None:
         """Open connections until each of ``workers`` workers holds one (all have booted)."""
-        from websockets.sync.client import connect
-
         wait_for(lambda: len(self.worker_pids()) == workers, what=f"{workers} workers")
         serving: set[int] = set()
         with contextlib.ExitStack() as clients:

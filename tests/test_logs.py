@@ -8,14 +8,7 @@ import uuid
 from websockets.sync.client import connect
 
 from .rawws import OP_CLOSE, OP_TEXT, RawClient, handshake_request, http_exchange
-from .servers import GUNICORN, ServerProcess, wait_for
-
-
-def log_line(server: ServerProcess, marker: str) -> str:
-    """The access-log line containing ``marker`` (a unique User-Agent), once written."""
-    wait_for(lambda: marker in server.log(), what=f"a log line with {marker}")
-    (line,) = [line for line in server.log().splitlines() if marker in line]
-    return line
+from .servers import GUNICORN, ServerProcess
 
 
 def test_http_requests_reach_the_access_log(server):
@@ -25,7 +18,7 @@ def test_http_requests_reach_the_access_log(server):
     )
     http_exchange(server.port, request.encode())
     assert re.match(
-        r'127\.0\.0\.1 - - \[.+\] "GET /healthz HTTP/1\.1" 200 ', log_line(server, agent)
+        r'127\.0\.0\.1 - - \[.+\] "GET /healthz HTTP/1\.1" 200 ', server.log_line(agent)
     )
 
 
@@ -37,7 +30,7 @@ def test_session_line_counts_traffic_and_who_closed(server):
         ws.send(b"\x00\x01\x02")
         ws.recv()
         ws.close(4000, "bye")
-    line = log_line(server, agent)
+    line = server.log_line(agent)
     assert '"GET /ws HTTP/1.1" 101 ' in line
     assert re.search(r" \d+\.\d{6}s id=\d+-\d+ in=2/8B out=2/8B close=4000 by=client$", line), line
 
@@ -47,7 +40,7 @@ def test_server_close_is_logged_with_the_connection_id(server):
     with RawClient(server.port, User_Agent=agent) as client:
         client.send(OP_TEXT, b"\xff")
         assert client.recv_close()[0] == 1007
-    line = log_line(server, agent)
+    line = server.log_line(agent)
     assert line.endswith("in=0/0B out=0/0B close=1007 by=server")
     connection = re.search(r"id=(\S+)", line)[1]
     assert f"[{connection}] closing with 1007" in server.log()
@@ -56,7 +49,7 @@ def test_server_close_is_logged_with_the_connection_id(server):
 def test_vanished_client_logged_as_1006_without_traceback(server):
     agent = f"test-{uuid.uuid4()}"
     RawClient(server.port, User_Agent=agent).close()
-    assert log_line(server, agent).endswith("close=1006 by=client")
+    assert server.log_line(agent).endswith("close=1006 by=client")
     assert "Traceback" not in server.log()
 
 
@@ -69,7 +62,7 @@ def test_forwarded_address_trusted_only_from_forwarded_allow_ips(gunicorn_server
         with RawClient(server.port, User_Agent=agent, **forwarded) as client:
             client.send(OP_CLOSE, b"\x03\xe8")
             client.recv_close()
-        assert log_line(server, agent).startswith(f"{address} - - ")
+        assert server.log_line(agent).startswith(f"{address} - - ")
 
 
 def test_access_log_format_is_configurable_the_gunicorn_way():
@@ -77,4 +70,4 @@ def test_access_log_format_is_configurable_the_gunicorn_way():
     with ServerProcess(GUNICORN, {"GUNICORN_CMD_ARGS": args}) as server:
         agent = f"test-{uuid.uuid4()}"
         http_exchange(server.port, handshake_request(server.port, "/nope", User_Agent=agent))
-        assert log_line(server, agent) == f"127.0.0.1 404 {agent} -"
+        assert server.log_line(agent) == f"127.0.0.1 404 {agent} -"

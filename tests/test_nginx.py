@@ -12,7 +12,6 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from .nginx import nginx_proxy
-from .servers import wait_for
 
 SHORT_READ_TIMEOUT = {"proxy_read_timeout 60s;": "proxy_read_timeout 3s;"}
 
@@ -65,6 +64,5 @@ def test_forwarded_client_address_reaches_the_access_log(server):
         with connect(ws_url(proxy), sock=sock, user_agent_header=agent) as ws:
             ws.send("who am I")
             assert ws.recv() == "who am I"
-    wait_for(lambda: agent in server.log(), what="the access log line")
-    (line,) = [line for line in server.log().splitlines() if agent in line]
+    line = server.log_line(agent)
     assert line.startswith("127.0.0.2 - - "), line
