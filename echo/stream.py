@@ -9,7 +9,6 @@ lives as long as the connection: a third of what an idle WebSocket costs
 from __future__ import annotations
 
 import socket
-import ssl
 from typing import BinaryIO
 
 # How much one receive may read ahead of what the caller asked for.
@@ -39,8 +38,10 @@ class SocketStream:
         try:
             while chunk := rfile.read1(READ_AHEAD):
                 chunks.append(chunk)
-        except (BlockingIOError, ssl.SSLWantReadError):
-            pass  # nothing more has arrived (TLS says so with an exception)
+        except OSError:
+            # Nothing more has arrived (TLS says so with SSLWantReadError), or
+            # the client is already gone, which the next read will report.
+            pass
         finally:
             sock.settimeout(timeout)
         pending = b"".join(chunks)

@@ -100,17 +100,23 @@ class EchoWebSocket(WebSocket):
         """
         if self.state is not State.CONNECTING:
             raise RuntimeError("the handshake is already complete")
-        self.handler.complete_handshake()
         self._stream = SocketStream.take_over(self._socket, self.handler.rfile)
         self._reader = MessageReader(self._stream, self.settings.max_message_size, self._on_busy)
         self._on_busy(False)
         self.state = State.OPEN
         self._open.add(self)
         self.session = session
+        try:
+            self.handler.complete_handshake()
+        except OSError:
+            self._lost(by="client")  # it left during the handshake: no error, no traceback
 
     def when_closed(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the connection is closed and its close code final."""
-        self._closed_callbacks.append(callback)
+        if self.state is State.CLOSED:
+            callback()
+        else:
+            self._closed_callbacks.append(callback)
 
     def summary(self) -> str:
         """One line for the access log: traffic each way, the close code and who closed."""

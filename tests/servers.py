@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,6 +132,20 @@ class ServerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def metrics(self) -> dict[tuple[str, tuple], float]:
+        """One scrape of /metrics: ``(name, sorted label items)`` to value."""
+        with urllib.request.urlopen(f"{self.http_url}/metrics", context=self.tls) as response:
+            assert response.headers["Content-Type"].startswith("text/plain; version=")
+            text = response.read().decode()
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
 
     def log_line(self, marker: str) -> str:
         """The one log line containing ``marker`` (e.g. a unique User-Agent), once written."""

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import socket
+import struct
 import time
 from pathlib import Path
 
 import pytest
 from websockets.sync.client import connect
 
-from .rawws import OP_BINARY, RawClient, encode_frame, http_exchange
+from .rawws import OP_BINARY, RawClient, encode_frame, handshake_request, http_exchange
 from .servers import TIMEOUT, holds_connection, proc_status, wait_for
 
 STALL = {"ECHO_READ_TIMEOUT": "0.5"}
@@ -104,3 +105,19 @@ def test_client_that_never_reads_cannot_make_the_server_buffer(server):
     assert sent < 64, f"{sent} MiB accepted without being read"
     growth = proc_status(worker, "VmHWM") - before
     assert growth < 8 << 20, f"peak RSS grew by {growth} bytes"
+
+
+def test_clients_resetting_during_the_handshake_leave_no_trace(server):
+    """A client gone before the 101 is written (or read back) is an ordinary disconnect."""
+    open_before = server.metric("echo_open_connections")
+    request = handshake_request(server.port)
+    for _ in range(200):  # each reset lands at a different point of the handshake
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.sendall(request)
+    assert_still_serving(server)
+    wait_for(
+        lambda: server.metric("echo_open_connections") == open_before,
+        what="every reset connection to be counted closed",
+    )
+    assert "Traceback" not in server.log()

@@ -7,51 +7,35 @@ import urllib.error
 import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
 from .rawws import handshake_request, http_exchange
 from .servers import GUNICORN, ServerProcess, wait_for
 
 
-def scrape(server: ServerProcess) -> dict[tuple[str, tuple], float]:
-    with urllib.request.urlopen(f"{server.http_url}/metrics") as response:
-        assert response.headers["Content-Type"].startswith("text/plain; version=")
-        text = response.read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(server: ServerProcess, name: str, **labels: str) -> float:
-    return scrape(server).get((name, tuple(sorted(labels.items()))), 0.0)
-
-
 def test_open_connections_gauge_follows_clients(server):
-    base = value(server, "echo_open_connections")
+    base = server.metric("echo_open_connections")
     with contextlib.ExitStack() as stack:
         for _ in range(3):
             stack.enter_context(connect(server.ws_url))
-        wait_for(lambda: value(server, "echo_open_connections") == base + 3, what="3 open")
-    wait_for(lambda: value(server, "echo_open_connections") == base, what="back to base")
+        wait_for(lambda: server.metric("echo_open_connections") == base + 3, what="3 open")
+    wait_for(lambda: server.metric("echo_open_connections") == base, what="back to base")
 
 
 def test_handshakes_counted_by_result_and_reason(server):
-    accepted = value(server, "echo_handshakes_total", result="accepted", reason="ok")
-    bad_key = value(server, "echo_handshakes_total", result="rejected", reason="key")
-    no_endpoint = value(server, "echo_handshakes_total", result="rejected", reason="no_endpoint")
+    accepted = server.metric("echo_handshakes_total", result="accepted", reason="ok")
+    bad_key = server.metric("echo_handshakes_total", result="rejected", reason="key")
+    no_endpoint = server.metric("echo_handshakes_total", result="rejected", reason="no_endpoint")
     with connect(server.ws_url):
         pass
     http_exchange(server.port, handshake_request(server.port, Sec_WebSocket_Key="nope"))
     http_exchange(server.port, handshake_request(server.port, "/elsewhere"))
     wait_for(
         lambda: (
-            value(server, "echo_handshakes_total", result="accepted", reason="ok") == accepted + 1
-            and value(server, "echo_handshakes_total", result="rejected", reason="key")
+            server.metric("echo_handshakes_total", result="accepted", reason="ok") == accepted + 1
+            and server.metric("echo_handshakes_total", result="rejected", reason="key")
             == bad_key + 1
-            and value(server, "echo_handshakes_total", result="rejected", reason="no_endpoint")
+            and server.metric("echo_handshakes_total", result="rejected", reason="no_endpoint")
             == no_endpoint + 1
         ),
         what="the handshake counters",
@@ -59,11 +43,11 @@ def test_handshakes_counted_by_result_and_reason(server):
 
 
 def test_traffic_and_close_codes_counted_when_sessions_end(server):
-    before = scrape(server)
+    before = server.metrics()
 
     def delta(name: str, **labels: str) -> float:
         key = (name, tuple(sorted(labels.items())))
-        return scrape(server).get(key, 0.0) - before.get(key, 0.0)
+        return server.metrics().get(key, 0.0) - before.get(key, 0.0)
 
     with connect(server.ws_url) as ws:
         for message in ("hello", b"\x00" * 100):
@@ -80,20 +64,20 @@ def test_traffic_and_close_codes_counted_when_sessions_end(server):
 def test_ping_round_trip_time_observed(gunicorn_server):
     server = gunicorn_server(ECHO_PING_INTERVAL="0.5", ECHO_PING_TIMEOUT="1")
     with connect(server.ws_url):
-        wait_for(lambda: value(server, "echo_ping_rtt_seconds_count") >= 2, what="two pongs")
-    assert value(server, "echo_ping_rtt_seconds_bucket", le="1.0") >= 2
+        wait_for(lambda: server.metric("echo_ping_rtt_seconds_count") >= 2, what="two pongs")
+    assert server.metric("echo_ping_rtt_seconds_bucket", le="1.0") >= 2
 
 
 def test_metrics_add_up_across_four_workers():
     with ServerProcess(GUNICORN, {"WEB_CONCURRENCY": "4"}) as server:
         server.wait_all_workers_serving(4)  # holds connections on every worker, then closes them
-        wait_for(lambda: value(server, "echo_open_connections") == 0, what="all closed")
+        wait_for(lambda: server.metric("echo_open_connections") == 0, what="all closed")
         with contextlib.ExitStack() as stack:
             for _ in range(20):
                 stack.enter_context(connect(server.ws_url))
             # Each scrape is answered by whichever worker accepts it: all must agree.
             for _ in range(8):
-                wait_for(lambda: value(server, "echo_open_connections") == 20, what="20 open")
+                wait_for(lambda: server.metric("echo_open_connections") == 20, what="20 open")
 
 
 def test_metrics_can_be_turned_off(gunicorn_server):
