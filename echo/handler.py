@@ -28,6 +28,7 @@ _REJECTED_BY_APP = {403: "origin", 404: "no_endpoint"}
 # The environ key holding a finished session's summary, for the access log
 # (gunicorn: %({echo.session}e)s in access_log_format).
 SESSION_KEY = "echo.session"
+_TAKE_OVER_CHUNK = 64 * 1024
 
 
 class EchoHandler(WebSocketHandler):
@@ -87,6 +88,30 @@ class EchoHandler(WebSocketHandler):
         log.error(
             "%sunhandled error serving %s", conn, self.environ.get("PATH_INFO"), exc_info=(t, v, tb)
         )
+
+    def take_over_input(self) -> bytes:
+        """What the client sent after its handshake, already in pywsgi's reader, which is closed.
+
+        pywsgi's ``BufferedReader`` would hold 8 KiB for the connection's
+        lifetime (bench/README.md); after the upgrade the connection reads the
+        socket directly. Frames that arrived with the handshake are moved over
+        without waiting for more.
+        """
+        sock, rfile = self.socket, self.rfile
+        timeout = sock.gettimeout()
+        sock.settimeout(0.0)
+        chunks = []
+        try:
+            while chunk := rfile.read1(_TAKE_OVER_CHUNK):
+                chunks.append(chunk)
+        except OSError:
+            # Nothing more has arrived (TLS says so with SSLWantReadError), or
+            # the client is already gone, which the next read will report.
+            pass
+        finally:
+            sock.settimeout(timeout)
+        rfile.close()  # frees its buffer; the socket stays open
+        return b"".join(chunks)
 
     def complete_handshake(self) -> None:
         """Send the 101 response (called by ``EchoWebSocket.accept``)."""

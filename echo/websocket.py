@@ -27,7 +27,6 @@ from . import frames
 from .config import Settings
 from .errors import ConnectionClosed, ProtocolError
 from .reader import Close, Message, MessageReader, Ping, Pong
-from .stream import SocketStream
 
 if TYPE_CHECKING:
     from .handler import EchoHandler
@@ -65,8 +64,8 @@ class EchoWebSocket(WebSocket):
         self.closed_by = ""  # "client" or "server"
         self.messages_in = self.bytes_in = self.messages_out = self.bytes_out = 0
         self._socket = handler.socket
-        self._stream: SocketStream | None = None
         self._reader: MessageReader | None = None
+        self._read_timeout_on = True  # as the handler left the socket
         self._send_lock = Semaphore()
         self._pending_ping: tuple[bytes, Event] | None = None
         self._close_timer: gevent.Greenlet | None = None
@@ -100,9 +99,8 @@ class EchoWebSocket(WebSocket):
         """
         if self.state is not State.CONNECTING:
             raise RuntimeError("the handshake is already complete")
-        self._stream = SocketStream.take_over(self._socket, self.handler.rfile)
-        self._reader = MessageReader(self._stream, self.settings.max_message_size, self._on_busy)
-        self._on_busy(False)
+        pending = self.handler.take_over_input()
+        self._reader = MessageReader(self._receive, self.settings.max_message_size, pending)
         self.state = State.OPEN
         self._open.add(self)
         self.session = session
@@ -126,12 +124,19 @@ class EchoWebSocket(WebSocket):
             f"out={self.messages_out}/{self.bytes_out}B close={code} by={self.closed_by or '-'}"
         )
 
-    def _on_busy(self, busy: bool) -> None:
+    def _receive(self, size: int, idle: bool) -> bytes:
         # Waiting for the next message may last forever (keepalive watches
         # that); silence in the middle of one is bounded by read_timeout.
-        self._socket.settimeout(self.settings.read_timeout if busy else None)
-        if busy:
+        if idle is self._read_timeout_on:
+            self._socket.settimeout(None if idle else self.settings.read_timeout or None)
+            self._read_timeout_on = not idle
+        if not idle:
+            return self._socket.recv(size)
+        self._idle.set()  # cleared once the client sends again
+        data = self._socket.recv(size)
+        if data:
             self._idle.clear()
+        return data
 
     def receive(self) -> str | bytes | None:
         """The next message (``str`` for text, ``bytes`` for binary).
@@ -140,8 +145,6 @@ class EchoWebSocket(WebSocket):
         the connection is over, whoever ended it and however.
         """
         while self.state in (State.OPEN, State.CLOSING):
-            if not self._reader.in_message:
-                self._idle.set()  # cleared as soon as a frame starts to arrive
             try:
                 event = self._reader.read_event()
             except ProtocolError as exc:
@@ -304,7 +307,7 @@ class EchoWebSocket(WebSocket):
         """
         with gevent.Timeout(self.settings.close_timeout, False):
             try:
-                while self._stream.read1(_DRAIN_CHUNK):
+                while self._socket.recv(_DRAIN_CHUNK):
                     pass
             except OSError:
                 pass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import os
-import socket
+import random
 
 import pytest
 
@@ -12,7 +12,6 @@ from echo import frames
 from echo.config import ConfigError, Settings
 from echo.errors import InvalidUTF8, MessageTooBig, ProtocolError
 from echo.reader import Close, Message, MessageReader, Ping
-from echo.stream import SocketStream
 
 from .rawws import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, encode_frame, mask_bytes
 
@@ -38,8 +37,10 @@ def test_rotated_mask_continues_mid_payload(offset):
     assert frames.apply_mask(data[offset:], frames.rotate_mask(mask, offset)) == whole[offset:]
 
 
-def read_all(wire: bytes, max_size: int = 1 << 20) -> list:
-    reader = MessageReader(io.BufferedReader(io.BytesIO(wire)), max_size)
+def read_all(wire: bytes, max_size: int = 1 << 20, most: int | None = None) -> list:
+    """Every event in ``wire``, received at most ``most`` bytes at a time."""
+    stream = io.BytesIO(wire)
+    reader = MessageReader(lambda size, idle: stream.read(min(size, most or size)), max_size)
     events = []
     while True:
         try:
@@ -48,11 +49,12 @@ def read_all(wire: bytes, max_size: int = 1 << 20) -> list:
             return events
 
 
-def test_reader_reads_payload_in_chunks_across_chunk_boundaries(monkeypatch):
+@pytest.mark.parametrize("most", [3, None])
+def test_reader_reads_payload_in_chunks_across_chunk_boundaries(monkeypatch, most):
     monkeypatch.setattr("echo.reader.CHUNK_SIZE", 7)
     text = "ünïcödé " * 50
     wire = encode_frame(OP_TEXT, text.encode(), fin=False) + encode_frame(OP_CONT, b"!")
-    assert read_all(wire) == [Message(text + "!", len(text.encode()) + 1)]
+    assert read_all(wire, most=most) == [Message(text + "!", len(text.encode()) + 1)]
 
 
 def test_reader_yields_control_frames_inside_a_message():
@@ -142,16 +144,61 @@ def test_conformance_gate_rejects_failures_and_accepts_declined_compression():
     assert [p.split(":")[0] for p in problems(cases)] == ["6.4.1", "7.3.4", "13.1.1"]
 
 
-def test_socket_stream_reads_exactly_and_keeps_no_buffer_when_drained():
-    a, b = socket.socketpair()
-    with a, b:
-        stream = SocketStream(a, pending=b"ab")
-        b.sendall(b"cdefgh")
-        assert stream.read(0) == b""
-        assert stream.read(3) == b"abc"  # across the pending bytes and a receive
-        assert stream.read1(100) == b"defgh"
-        b.sendall(b"ij")
-        b.shutdown(socket.SHUT_WR)
-        assert stream.read(5) == b"ij"  # short only at EOF
-        assert stream.read1(1) == b""
-        assert stream._buffer == b""
+MIXED_WIRE = b"".join(
+    [
+        encode_frame(OP_TEXT, "héllo wörld".encode()),
+        encode_frame(OP_BINARY, bytes(range(200)), fin=False),  # 16-bit length
+        encode_frame(OP_PING, b"ping"),
+        encode_frame(OP_CONT, os.urandom(70_000)),  # 64-bit length
+        encode_frame(OP_TEXT, "€".encode()[:2], fin=False),  # a character split in two
+        encode_frame(OP_CONT, "€".encode()[2:] + b"!"),
+        encode_frame(OP_BINARY, b""),
+        encode_frame(OP_CLOSE, b"\x03\xe8"),
+    ]
+)
+
+
+@pytest.mark.parametrize("most", [1, 2, 3, 7, 125, 4096, None])
+def test_reader_gives_the_same_events_however_the_bytes_arrive(most):
+    assert read_all(MIXED_WIRE, most=most) == read_all(MIXED_WIRE)
+    assert len(read_all(MIXED_WIRE)) == 6
+
+
+def test_reader_gives_the_same_events_for_random_splits():
+    rng = random.Random(6455)
+    cuts = sorted(rng.sample(range(1, len(MIXED_WIRE)), 300))
+    pieces = [MIXED_WIRE[a:b] for a, b in zip([0, *cuts], [*cuts, len(MIXED_WIRE)], strict=True)]
+
+    def receive(size, idle):  # like recv(): what has arrived, up to size
+        piece = pieces.pop(0) if pieces else b""
+        if len(piece) > size:
+            pieces.insert(0, piece[size:])
+        return piece[:size]
+
+    reader = MessageReader(receive, 1 << 20)
+    assert [reader.read_event() for _ in range(6)] == read_all(MIXED_WIRE)
+
+
+def test_reader_tells_receive_when_it_waits_between_messages():
+    frame = encode_frame(OP_TEXT, b"abcdef")
+    pieces = [frame[:3], frame[3:] + frame[:1], frame[1:]]
+    calls = []
+
+    def receive(size, idle):
+        calls.append(idle)
+        return pieces.pop(0) if pieces else b""
+
+    reader = MessageReader(receive, 1 << 20, pending=b"")
+    assert reader.read_event() == reader.read_event() == Message("abcdef", 6)
+    assert calls == [True, False, False]  # idle only before the first byte of a message
+    with pytest.raises(EOFError):
+        reader.read_event()
+    assert calls[-1] is True and reader._buffer == b""  # nothing held while waiting
+
+
+def test_reader_starts_with_the_pending_bytes():
+    frame = encode_frame(OP_BINARY, b"xyz")
+    reader = MessageReader(lambda size, idle: b"", 1 << 20, pending=frame + frame[:2])
+    assert reader.read_event() == Message(b"xyz", 3)
+    with pytest.raises(EOFError):
+        reader.read_event()
