@@ -26,6 +26,9 @@ from .errors import InvalidUTF8, MessageTooBig, ProtocolError
 READ_AHEAD = 64 * 1024
 # Largest piece of a long payload received (and unmasked, and UTF-8 checked) at a time.
 CHUNK_SIZE = 256 * 1024
+# Pieces of a message kept apart before they are joined into one: a message in
+# tiny fragments then costs about its size, not an object per fragment.
+JOIN_EVERY = 256
 
 _KNOWN_OPCODES = frames.DATA_OPCODES | frames.CONTROL_OPCODES
 
@@ -74,7 +77,8 @@ class MessageReader:
         self._position = 0
         self._max_size = max_message_size
         self._opcode: int | None = None  # of the message being assembled
-        self._parts: list[str] | list[bytes] = []
+        self._parts: list[str] | list[bytes] = []  # pieces of the message, not yet joined
+        self._joined: list[str] | list[bytes] = []  # runs of JOIN_EVERY pieces, joined
         self._size = 0
         self._undecoded = b""  # the start of a UTF-8 sequence split across fragments
 
@@ -129,7 +133,10 @@ class MessageReader:
             if end <= len(buffer):  # the whole payload is here
                 self._position = end
                 data = frames.apply_mask(buffer[start:end], mask)
-                self._parts.append(self._decode(data) if self._opcode == frames.OP_TEXT else data)
+                parts = self._parts
+                parts.append(self._decode(data) if self._opcode == frames.OP_TEXT else data)
+                if len(parts) == JOIN_EVERY:
+                    self._join_parts()
             else:
                 self._position = start
                 self._read_payload(length, mask)
@@ -175,17 +182,23 @@ class MessageReader:
             data = frames.apply_mask(chunk, frames.rotate_mask(mask, offset))
             offset += len(chunk)
             self._parts.append(self._decode(data) if text else data)
+            if len(self._parts) == JOIN_EVERY:
+                self._join_parts()
+
+    def _join_parts(self) -> None:
+        empty = "" if self._opcode == frames.OP_TEXT else b""
+        self._joined.append(empty.join(self._parts))
+        self._parts = []
 
     def _end_message(self) -> Message:
-        parts = self._parts
-        if self._opcode == frames.OP_TEXT:
-            if self._undecoded:
-                self._decode(b"", final=True)  # raises: the message ends mid-sequence
-            data: str | bytes = "".join(parts)
-        else:
-            data = b"".join(parts)
-        message = Message(data, self._size)
-        self._opcode, self._parts, self._size = None, [], 0
+        if self._opcode == frames.OP_TEXT and self._undecoded:
+            self._decode(b"", final=True)  # raises: the message ends mid-sequence
+        if self._joined:
+            self._join_parts()
+            self._parts = self._joined
+        empty = "" if self._opcode == frames.OP_TEXT else b""
+        message = Message(empty.join(self._parts), self._size)
+        self._opcode, self._parts, self._joined, self._size = None, [], [], 0
         return message
 
     def _decode(self, data: bytes, final: bool = False) -> str:

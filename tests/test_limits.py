@@ -54,3 +54,25 @@ def test_oversized_message_does_not_grow_server_memory(server):
     assert closed.value.rcvd.code == 1009
     growth = proc_status(worker, "VmHWM") - before
     assert growth < 512 * 1024, f"peak RSS grew by {growth} bytes"
+
+
+@pytest.mark.parametrize("opcode", [OP_BINARY, OP_TEXT], ids=["binary", "text"])
+def test_many_tiny_fragments_cost_about_their_payload_in_memory(server, opcode):
+    """250,000 two-byte fragments: kept as a few joined pieces, not an object per fragment."""
+    fragments = 250_000
+    worker = server.worker_pid()
+    with RawClient(server.port) as client:
+        client.send(OP_BINARY, b"warm up")
+        assert client.recv_message() == (OP_BINARY, b"warm up")
+        before = proc_status(worker, "VmRSS")
+        Path(f"/proc/{worker}/clear_refs").write_text("5")  # reset the peak (VmHWM) to now
+        wire = (
+            encode_frame(opcode, b"ab", fin=False)
+            + encode_frame(OP_CONT, b"ab", fin=False) * (fragments - 2)
+            + encode_frame(OP_CONT, b"ab")
+        )
+        client.sock.sendall(wire)
+        assert client.recv_message() == (opcode, b"ab" * fragments)
+    growth = proc_status(worker, "VmHWM") - before
+    # An object and a list slot per fragment would be over 15 MB.
+    assert growth < 4 << 20, f"peak RSS grew by {growth} bytes"

@@ -57,6 +57,19 @@ def test_reader_reads_payload_in_chunks_across_chunk_boundaries(monkeypatch, mos
     assert read_all(wire, most=most) == [Message(text + "!", len(text.encode()) + 1)]
 
 
+@pytest.mark.parametrize("opcode", [OP_TEXT, OP_BINARY])
+def test_reader_joins_pieces_of_a_long_fragmented_message_as_it_goes(monkeypatch, opcode):
+    monkeypatch.setattr("echo.reader.JOIN_EVERY", 3)
+    payload = "ab€d".encode() * 5  # fragments below split the euro sign
+    pieces = [payload[i : i + 2] for i in range(0, len(payload), 2)]
+    wire = b"".join(
+        encode_frame(OP_CONT if i else opcode, piece, fin=i == len(pieces) - 1)
+        for i, piece in enumerate(pieces)
+    )
+    data = payload.decode() if opcode == OP_TEXT else payload
+    assert read_all(wire + wire) == [Message(data, len(payload))] * 2
+
+
 def test_reader_yields_control_frames_inside_a_message():
     wire = (
         encode_frame(OP_BINARY, b"ab", fin=False)
