@@ -52,13 +52,18 @@ def _size(raw: Any) -> int:
     return value
 
 
+def normalize_origin(origin: str) -> str:
+    """An origin as compared: trimmed, without a trailing slash, lower case."""
+    return origin.strip().rstrip("/").lower()
+
+
 def _origins(raw: Any) -> frozenset[str] | None:
     items = raw.replace(",", " ").split() if isinstance(raw, str) else list(raw)
     if not items or items == ["*"]:
         return None
     origins = set()
     for item in items:
-        origin = item.strip().rstrip("/").lower()
+        origin = normalize_origin(item)
         parts = urlsplit(origin)
         if origin != "null" and not (parts.scheme and parts.netloc and not parts.path):
             raise ValueError(f"{item!r} is not an origin like https://example.com or *")

@@ -123,20 +123,13 @@ class MessageReader:
                 length = int.from_bytes(buffer[position + 2 : position + 10], "big")
                 if length >> 63:
                     raise ProtocolError("frame length has its most significant bit set")
-            if opcode or self._opcode is None or length > self._max_size - self._size:
-                self._begin_frame(opcode, length)  # a new message, or an error
-            else:
-                self._size += length  # the next fragment of the message in progress
+            self._begin_frame(opcode, length)
             start = position + header_size
             mask = buffer[start - 4 : start]
             end = start + length
             if end <= len(buffer):  # the whole payload is here
                 self._position = end
-                data = frames.apply_mask(buffer[start:end], mask)
-                parts = self._parts
-                parts.append(self._decode(data) if self._opcode == frames.OP_TEXT else data)
-                if len(parts) == JOIN_EVERY:
-                    self._join_parts()
+                self._keep(frames.apply_mask(buffer[start:end], mask))
             else:
                 self._position = start
                 self._read_payload(length, mask)
@@ -170,7 +163,6 @@ class MessageReader:
 
     def _read_payload(self, length: int, mask: bytes) -> None:
         """A payload that has not wholly arrived: buffered part first, then receives."""
-        text = self._opcode == frames.OP_TEXT
         buffered = self._buffer[self._position :]
         self._buffer, self._position = b"", 0
         offset = 0
@@ -179,25 +171,25 @@ class MessageReader:
             buffered = b""
             if not chunk:
                 raise EOFError("connection closed in the middle of a frame")
-            data = frames.apply_mask(chunk, frames.rotate_mask(mask, offset))
+            self._keep(frames.apply_mask(chunk, frames.rotate_mask(mask, offset)))
             offset += len(chunk)
-            self._parts.append(self._decode(data) if text else data)
-            if len(self._parts) == JOIN_EVERY:
-                self._join_parts()
 
-    def _join_parts(self) -> None:
-        empty = "" if self._opcode == frames.OP_TEXT else b""
-        self._joined.append(empty.join(self._parts))
-        self._parts = []
+    def _keep(self, data: bytes) -> None:
+        """Add a piece of the message (UTF-8 checked if text), joining every JOIN_EVERY."""
+        parts = self._parts
+        parts.append(self._decode(data) if self._opcode == frames.OP_TEXT else data)
+        if len(parts) == JOIN_EVERY:
+            self._joined.append(self._join(parts))
+            self._parts = []
+
+    def _join(self, pieces: list[str] | list[bytes]) -> str | bytes:
+        return ("" if self._opcode == frames.OP_TEXT else b"").join(pieces)
 
     def _end_message(self) -> Message:
         if self._opcode == frames.OP_TEXT and self._undecoded:
             self._decode(b"", final=True)  # raises: the message ends mid-sequence
-        if self._joined:
-            self._join_parts()
-            self._parts = self._joined
-        empty = "" if self._opcode == frames.OP_TEXT else b""
-        message = Message(empty.join(self._parts), self._size)
+        pieces = [*self._joined, self._join(self._parts)] if self._joined else self._parts
+        message = Message(self._join(pieces), self._size)
         self._opcode, self._parts, self._joined, self._size = None, [], [], 0
         return message
 

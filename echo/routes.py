@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, render_template, request
 
 from . import metrics
-from .config import CONFIG_KEY, Settings
+from .config import CONFIG_KEY, Settings, normalize_origin
 from .session import start_echo
 
 bp = Blueprint("echo", __name__)
@@ -64,4 +64,4 @@ def origin_allowed(origin: str | None, allowed: frozenset[str] | None) -> bool:
     """``None`` allows any origin; clients that send none (not browsers) are always allowed."""
     if allowed is None or origin is None:
         return True
-    return origin.strip().rstrip("/").lower() in allowed
+    return normalize_origin(origin) in allowed

@@ -65,7 +65,6 @@ class EchoWebSocket(WebSocket):
         self.messages_in = self.bytes_in = self.messages_out = self.bytes_out = 0
         self._socket = handler.socket
         self._reader: MessageReader | None = None
-        self._read_timeout_on = True  # as the handler left the socket
         self._send_lock = Semaphore()
         self._pending_ping: tuple[bytes, Event] | None = None
         self._close_timer: gevent.Greenlet | None = None
@@ -127,9 +126,9 @@ class EchoWebSocket(WebSocket):
     def _receive(self, size: int, idle: bool) -> bytes:
         # Waiting for the next message may last forever (keepalive watches
         # that); silence in the middle of one is bounded by read_timeout.
-        if idle is self._read_timeout_on:
-            self._socket.settimeout(None if idle else self.settings.read_timeout or None)
-            self._read_timeout_on = not idle
+        timeout = None if idle else self.settings.read_timeout or None
+        if self._socket.gettimeout() != timeout:
+            self._socket.settimeout(timeout)
         if not idle:
             return self._socket.recv(size)
         self._idle.set()  # cleared once the client sends again

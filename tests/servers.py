@@ -12,7 +12,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -177,6 +178,21 @@ class ServerProcess:
     def worker_pid(self) -> int:
         (pid,) = self.worker_pids()
         return pid
+
+    @contextlib.contextmanager
+    def peak_rss_growth(self) -> Iterator[Growth]:
+        """How far the worker's peak RSS rises in the ``with`` block, from its RSS at the start."""
+        worker = self.worker_pid()
+        growth = Growth()
+        before = proc_status(worker, "VmRSS")
+        Path(f"/proc/{worker}/clear_refs").write_text("5")  # reset the peak (VmHWM) to now
+        yield growth
+        growth.bytes = proc_status(worker, "VmHWM") - before
+
+
+@dataclass
+class Growth:
+    bytes: int = 0
 
 
 def proc_status(pid: int, field: str) -> int:

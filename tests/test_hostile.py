@@ -5,13 +5,12 @@ from __future__ import annotations
 import socket
 import struct
 import time
-from pathlib import Path
 
 import pytest
 from websockets.sync.client import connect
 
 from .rawws import OP_BINARY, RawClient, encode_frame, handshake_request, http_exchange
-from .servers import TIMEOUT, holds_connection, proc_status, wait_for
+from .servers import TIMEOUT, holds_connection, wait_for
 
 STALL = {"ECHO_READ_TIMEOUT": "0.5"}
 
@@ -90,12 +89,9 @@ def test_idle_connection_is_not_cut_by_read_timeout(gunicorn_server):
 
 def test_client_that_never_reads_cannot_make_the_server_buffer(server):
     """Echoes back up into the kernel's buffers; then the server stops reading."""
-    worker = server.worker_pid()
-    before = proc_status(worker, "VmRSS")
-    Path(f"/proc/{worker}/clear_refs").write_text("5")
     message = encode_frame(OP_BINARY, b"\x00" * (1 << 20))
     sent = 0
-    with RawClient(server.port) as client:
+    with server.peak_rss_growth() as peak, RawClient(server.port) as client:
         client.sock.settimeout(2)  # blocked this long: the server has stopped reading
         with pytest.raises(TimeoutError):
             while sent < 256:
@@ -103,7 +99,7 @@ def test_client_that_never_reads_cannot_make_the_server_buffer(server):
                 sent += 1
         assert_still_serving(server)
     assert sent < 64, f"{sent} MiB accepted without being read"
-    growth = proc_status(worker, "VmHWM") - before
+    growth = peak.bytes
     assert growth < 8 << 20, f"peak RSS grew by {growth} bytes"
 
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import connect
 
 from .rawws import OP_BINARY, OP_CONT, OP_TEXT, RawClient, encode_frame
-from .servers import proc_status
 
 LIMIT = 1 << 20  # the default max_message_size
 
@@ -42,17 +39,15 @@ def test_fragments_summing_over_limit_close_1009(server):
 
 def test_oversized_message_does_not_grow_server_memory(server):
     """2 MiB against the 1 MiB limit: peak RSS must not rise by anything like 2 MiB."""
-    worker = server.worker_pid()
     with connect(server.ws_url, max_size=None) as ws:
         ws.send("warm up")
         assert ws.recv() == "warm up"
-        before = proc_status(worker, "VmRSS")
-        Path(f"/proc/{worker}/clear_refs").write_text("5")  # reset the peak (VmHWM) to now
-        ws.send(b"\x00" * (2 << 20))
-        with pytest.raises(ConnectionClosedError) as closed:
-            ws.recv()
+        with server.peak_rss_growth() as peak:
+            ws.send(b"\x00" * (2 << 20))
+            with pytest.raises(ConnectionClosedError) as closed:
+                ws.recv()
     assert closed.value.rcvd.code == 1009
-    growth = proc_status(worker, "VmHWM") - before
+    growth = peak.bytes
     assert growth < 512 * 1024, f"peak RSS grew by {growth} bytes"
 
 
@@ -60,19 +55,17 @@ def test_oversized_message_does_not_grow_server_memory(server):
 def test_many_tiny_fragments_cost_about_their_payload_in_memory(server, opcode):
     """250,000 two-byte fragments: kept as a few joined pieces, not an object per fragment."""
     fragments = 250_000
-    worker = server.worker_pid()
+    wire = (
+        encode_frame(opcode, b"ab", fin=False)
+        + encode_frame(OP_CONT, b"ab", fin=False) * (fragments - 2)
+        + encode_frame(OP_CONT, b"ab")
+    )
     with RawClient(server.port) as client:
         client.send(OP_BINARY, b"warm up")
         assert client.recv_message() == (OP_BINARY, b"warm up")
-        before = proc_status(worker, "VmRSS")
-        Path(f"/proc/{worker}/clear_refs").write_text("5")  # reset the peak (VmHWM) to now
-        wire = (
-            encode_frame(opcode, b"ab", fin=False)
-            + encode_frame(OP_CONT, b"ab", fin=False) * (fragments - 2)
-            + encode_frame(OP_CONT, b"ab")
-        )
-        client.sock.sendall(wire)
-        assert client.recv_message() == (opcode, b"ab" * fragments)
-    growth = proc_status(worker, "VmHWM") - before
+        with server.peak_rss_growth() as peak:
+            client.sock.sendall(wire)
+            assert client.recv_message() == (opcode, b"ab" * fragments)
+    growth = peak.bytes
     # An object and a list slot per fragment would be over 15 MB.
     assert growth < 4 << 20, f"peak RSS grew by {growth} bytes"
