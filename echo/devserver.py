@@ -11,10 +11,10 @@ import gevent
 from flask import Flask
 from gevent.event import Event
 from gevent.pool import Pool
-from gevent.pywsgi import WSGIServer
 
 from .config import CONFIG_KEY
 from .handler import EchoHandler
+from .server import EchoServer
 from .websocket import EchoWebSocket
 
 
@@ -26,7 +26,7 @@ def serve(app: Flask) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # A pool, so that stop() waits for the connections' closing handshakes.
-    server = WSGIServer((host, port), app, handler_class=EchoHandler, spawn=Pool())
+    server = EchoServer((host, port), app, handler_class=EchoHandler, spawn=Pool())
     logging.getLogger(__name__).info(
         "development server on http://%s:%d (WebSocket at /ws); use `make run` in production",
         host,

@@ -5,11 +5,17 @@ answers bad handshakes with a 500 or a broken body, and sends ``402`` to
 HTTP/1.0. Here the handler only validates the handshake; the 101 is sent when
 the application's view calls ``accept()``, so a handshake to a path without a
 WebSocket view gets that path's ordinary response and is never upgraded.
+
+After the upgrade the handler returns, keeping only its access-log record, and
+``EchoServer`` runs the WebSocket session: a connection that stays open for
+days holds none of its request's objects.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,25 +35,42 @@ _REJECTED_BY_APP = {403: "origin", 404: "no_endpoint"}
 # (gunicorn: %({echo.session}e)s in access_log_format).
 SESSION_KEY = "echo.session"
 _TAKE_OVER_CHUNK = 64 * 1024
+# What pywsgi's and gunicorn's log_request() read, kept as is by _access_record().
+_LOGGED = (
+    "server",
+    "client_address",
+    "status",
+    "_orig_status",
+    "response_length",
+    "time_start",
+)
 
 
 class EchoHandler(WebSocketHandler):
     """Serves plain HTTP as pywsgi does and hands valid handshakes to the app."""
 
     websocket: EchoWebSocket | None = None
-    # pywsgi's request log, which (unlike gevent-websocket's) includes the 101s.
-    log_request = WSGIHandler.log_request
+    _hands_over = False  # the upgrade succeeded: the session runs after handle()
 
     @property
     def settings(self) -> Settings:
         """The settings of the app being served (built by ``echo.create_app``)."""
         return self.server.application.config[CONFIG_KEY]
 
-    def handle(self) -> None:
+    def handle(self) -> Callable[[], None] | None:
+        """Serve the connection's HTTP; after an upgrade, return the session to run next.
+
+        By then the handler has forgotten the request but for its access-log
+        record, and ``EchoServer`` runs the session with pywsgi's frames gone.
+        """
         # Bound how long a client may take to send its request (a stalled
         # half-handshake would otherwise hold a greenlet forever).
         self.socket.settimeout(self.settings.read_timeout or None)
         super().handle()
+        if not self._hands_over:
+            return None
+        self.__dict__ = self._access_record()
+        return self._run_session
 
     def run_application(self) -> None:
         if not handshake.is_requested(self.environ):
@@ -67,16 +90,65 @@ class EchoHandler(WebSocketHandler):
         failed = True
         try:
             WSGIHandler.run_application(self)
-            if self._upgraded and self.websocket.session is not None:
-                self.websocket.session()
             failed = False
         finally:
             if not self._upgraded:
                 reason = _REJECTED_BY_APP.get(self.code, f"status_{self.code}")
                 metrics.handshake_rejected("error" if failed else reason)
+            elif failed or self.websocket.session is None:
+                self._end_session(failed)  # the view ran the connection, or failed
             else:
-                self.websocket.close_and_wait(1011 if failed else 1000)
-                self.environ[SESSION_KEY] = self.websocket.summary()
+                # The session runs once pywsgi is done (see handle()); without
+                # its socket, pywsgi neither drains nor closes the connection.
+                self.socket = None
+                self._hands_over = True
+
+    def _access_record(self) -> dict[str, Any]:
+        """The attributes that ``log_request`` reads, and the connection.
+
+        The environ keeps its text entries, any of which an access-log format
+        may name; its objects (Flask's request among them) are left behind.
+        Its strings are interned: connections mostly repeat the same header
+        names and values, so thousands of records share them. Response
+        headers are not kept: pywsgi holds them as bytes, which gunicorn's
+        %({name}o)s cannot name.
+        """
+        return {
+            **{name: getattr(self, name) for name in _LOGGED},
+            "requestline": sys.intern(self.requestline),
+            "environ": {
+                sys.intern(k): sys.intern(v) for k, v in self.environ.items() if isinstance(v, str)
+            },
+            "response_headers": (),
+            "websocket": self.websocket,
+        }
+
+    def _run_session(self) -> None:
+        """Run the app's session, finish the closing handshake, write the access-log line."""
+        ws = self.websocket
+        session, ws.session = ws.session, None
+        failed = True
+        try:
+            session(ws)
+            failed = False
+        except Exception:
+            log.exception("[%s] unhandled error in the WebSocket session", ws.id)
+        finally:
+            self._end_session(failed)
+            self.time_finish = time.time()
+            self._log_request()
+
+    def _end_session(self, failed: bool) -> None:
+        self.websocket.close_and_wait(1011 if failed else 1000)
+        self.environ[SESSION_KEY] = self.websocket.summary()
+
+    def log_request(self) -> None:
+        if not self._hands_over:  # else the session logs when it ends
+            self._log_request()
+
+    def _log_request(self) -> None:
+        """The access-log line: pywsgi's (the development server's) or gunicorn's."""
+        WSGIHandler.log_request(self)
 
     def format_request(self) -> str:
         """pywsgi's request line (the development server's log), plus the session summary."""
@@ -169,6 +241,21 @@ class EchoHandler(WebSocketHandler):
             ],
         )
         self.write(body)
+
+
+def _run_session(ws: EchoWebSocket, session: Callable[[], None], record: EchoHandler) -> None:
+    """Run ``session``, then finish the closing handshake and write the access-log line."""
+    failed = True
+    try:
+        session()
+        failed = False
+    except Exception:
+        log.exception("[%s] unhandled error in the WebSocket session", ws.id)
+    finally:
+        ws.close_and_wait(1011 if failed else 1000)
+        record.environ[SESSION_KEY] = ws.summary()
+        record.time_finish = time.time()
+        record._log_request()
 
 
 def _discard(data: bytes) -> None:

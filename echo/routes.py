@@ -49,7 +49,7 @@ def echo_socket() -> Response:
     origin = request.headers.get("Origin")
     if not origin_allowed(origin, settings.allowed_origins):
         return text_response(403, f"Origin {origin} is not allowed to connect")
-    start_echo(ws, settings)
+    start_echo(ws)
     return Response()  # never sent: the connection belongs to the WebSocket
 
 

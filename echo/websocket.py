@@ -55,8 +55,7 @@ class EchoWebSocket(WebSocket):
 
     def __init__(self, handler: EchoHandler, settings: Settings) -> None:
         # The parent's __init__ wires up its own frame path, which is not used.
-        self.handler = handler
-        self.environ = handler.environ
+        self._handler: EchoHandler | None = handler  # until the handshake is complete
         self.settings = settings
         self.state = State.CONNECTING
         self.id = f"{os.getpid()}-{next(_connection_ids)}"  # in this connection's log lines
@@ -71,7 +70,7 @@ class EchoWebSocket(WebSocket):
         # Set while the reader waits for a new message with nothing buffered.
         self._idle = Event()
         self._closed_callbacks: list[Callable[[], None]] = []
-        self.session: Callable[[], None] | None = None  # run by the handler, see accept()
+        self.session: Callable[[EchoWebSocket], None] | None = None  # see accept()
 
     @classmethod
     def go_away_all(cls, code: int = 1001, reason: str = "server shutting down") -> None:
@@ -89,22 +88,24 @@ class EchoWebSocket(WebSocket):
     def closed(self) -> bool:  # gevent-websocket's meaning: closing or closed
         return self.state in (State.CLOSING, State.CLOSED)
 
-    def accept(self, session: Callable[[], None] | None = None) -> None:
+    def accept(self, session: Callable[[EchoWebSocket], None] | None = None) -> None:
         """Send the 101 response; from now on the connection speaks WebSocket.
 
-        With ``session``, the view can return at once: the handler runs
-        ``session`` after the app, so a long-lived connection does not keep
-        the request's objects (Flask's request context) alive.
+        With ``session``, the view can return at once: ``session(self)`` runs
+        after the handler is done with the request, so a long-lived
+        connection keeps none of the request's objects (Flask's request
+        context, the environ, pywsgi's parsed headers) alive.
         """
         if self.state is not State.CONNECTING:
             raise RuntimeError("the handshake is already complete")
-        pending = self.handler.take_over_input()
+        pending = self._handler.take_over_input()
         self._reader = MessageReader(self._receive, self.settings.max_message_size, pending)
         self.state = State.OPEN
         self._open.add(self)
         self.session = session
+        handler, self._handler = self._handler, None
         try:
-            self.handler.complete_handshake()
+            handler.complete_handshake()
         except OSError:
             self._lost(by="client")  # it left during the handshake: no error, no traceback
 

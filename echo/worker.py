@@ -10,6 +10,7 @@ from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from gunicorn.workers.ggevent import PyWSGIHandler
 
 from .handler import EchoHandler
+from .server import EchoServer
 from .websocket import EchoWebSocket
 
 
@@ -38,7 +39,14 @@ class GunicornEchoHandler(PyWSGIHandler, EchoHandler):
             environ["wsgi.url_scheme"] = proto
         return environ
 
-    def log_request(self) -> None:
+    log_request = EchoHandler.log_request  # deferred to the end of a WebSocket session
+
+    def _access_record(self) -> dict[str, Any]:
+        record = super()._access_record()
+        record["headers"] = EnvironHeaders(record["environ"])  # for %({name}i)s
+        return record
+
+    def _log_request(self) -> None:
         if self.environ is None:
             # pywsgi could not parse the request (it was answered 400/408/414):
             # gunicorn's access log needs a request, so log what is known.
@@ -50,7 +58,26 @@ class GunicornEchoHandler(PyWSGIHandler, EchoHandler):
                 "SERVER_PROTOCOL": "-",
             }
             self.response_headers = []
-        super().log_request()
+        PyWSGIHandler.log_request(self)
+
+
+class EnvironHeaders:
+    """A request's headers, read back from its environ's ``HTTP_*`` entries when logged.
+
+    The parsed headers cost more than the rest of an idle connection's request record.
+    """
+
+    __slots__ = ("_environ",)
+
+    def __init__(self, environ: dict[str, str]) -> None:
+        self._environ = environ
+
+    def items(self) -> list[tuple[str, str]]:
+        return [
+            (key[5:].replace("_", "-"), value)
+            for key, value in self._environ.items()
+            if key.startswith("HTTP_")
+        ]
 
 
 def _trusted(address: str, cfg: Any) -> bool:
@@ -71,6 +98,7 @@ class EchoWorker(GeventWebSocketWorker):
     instead of the stock worker's dropped connection (1006) at graceful_timeout.
     """
 
+    server_class = EchoServer
     wsgi_handler = GunicornEchoHandler
 
     def init_process(self) -> None:

@@ -71,3 +71,11 @@ def test_access_log_format_is_configurable_the_gunicorn_way():
         agent = f"test-{uuid.uuid4()}"
         http_exchange(server.port, handshake_request(server.port, "/nope", User_Agent=agent))
         assert server.log_line(agent) == f"127.0.0.1 404 {agent} -"
+        # A session's line is written when it ends, long after its request.
+        agent = f"test-{uuid.uuid4()}"
+        with connect(server.ws_url, user_agent_header=agent) as ws:
+            ws.close(4000)
+        line = server.log_line(agent)
+        assert re.fullmatch(
+            rf"127\.0\.0\.1 101 {agent} id=\S+ in=0/0B out=0/0B close=4000 by=client", line
+        )
