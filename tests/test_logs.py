@@ -8,7 +8,7 @@ import uuid
 from websockets.sync.client import connect
 
 from .rawws import OP_CLOSE, OP_TEXT, RawClient, handshake_request, http_exchange
-from .servers import GUNICORN, ServerProcess
+from .servers import DEV_SERVER, GUNICORN, ServerProcess
 
 
 def test_http_requests_reach_the_access_log(server):
@@ -33,6 +33,18 @@ def test_session_line_counts_traffic_and_who_closed(server):
     line = server.log_line(agent)
     assert '"GET /ws HTTP/1.1" 101 ' in line
     assert re.search(r" \d+\.\d{6}s id=\d+-\d+ in=2/8B out=2/8B close=4000 by=client$", line), line
+
+
+def test_dev_server_logs_each_session_when_it_ends():
+    with ServerProcess(DEV_SERVER) as server:
+        marker = uuid.uuid4().hex
+        with connect(f"{server.ws_url}?{marker}") as ws:
+            ws.send("hello")
+            ws.recv()
+            ws.close(4000, "bye")
+        line = server.log_line(marker)
+    request = rf'"GET /ws\?{marker} HTTP/1\.1" 101 \d+ \d+\.\d{{6}}'
+    assert re.search(rf"{request} id=\S+ in=1/5B out=1/5B close=4000 by=client$", line), line
 
 
 def test_server_close_is_logged_with_the_connection_id(server):
