@@ -35,7 +35,7 @@ _REJECTED_BY_APP = {403: "origin", 404: "no_endpoint"}
 # (gunicorn: %({echo.session}e)s in access_log_format).
 SESSION_KEY = "echo.session"
 _TAKE_OVER_CHUNK = 64 * 1024
-# What pywsgi's and gunicorn's log_request() read, kept as is by _access_record().
+# What pywsgi's and gunicorn's log_request() read, kept as is by _forget_request().
 _LOGGED = (
     "server",
     "client_address",
@@ -69,7 +69,7 @@ class EchoHandler(WebSocketHandler):
         super().handle()
         if not self._hands_over:
             return None
-        self.__dict__ = self._access_record()
+        self._forget_request()
         return self._run_session
 
     def run_application(self) -> None:
@@ -103,8 +103,8 @@ class EchoHandler(WebSocketHandler):
                 self.socket = None
                 self._hands_over = True
 
-    def _access_record(self) -> dict[str, Any]:
-        """The attributes that ``log_request`` reads, and the connection.
+    def _forget_request(self) -> None:
+        """Keep only the connection and what ``log_request`` reads.
 
         The environ keeps its text entries, any of which an access-log format
         may name; its objects (Flask's request among them) are left behind.
@@ -113,7 +113,7 @@ class EchoHandler(WebSocketHandler):
         headers are not kept: pywsgi holds them as bytes, which gunicorn's
         %({name}o)s cannot name.
         """
-        return {
+        self.__dict__ = {
             **{name: getattr(self, name) for name in _LOGGED},
             "requestline": sys.intern(self.requestline),
             "environ": {
@@ -126,10 +126,9 @@ class EchoHandler(WebSocketHandler):
     def _run_session(self) -> None:
         """Run the app's session, finish the closing handshake, write the access-log line."""
         ws = self.websocket
-        session, ws.session = ws.session, None
         failed = True
         try:
-            session(ws)
+            ws.session(ws)
             failed = False
         except Exception:
             log.exception("[%s] unhandled error in the WebSocket session", ws.id)

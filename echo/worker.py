@@ -41,10 +41,9 @@ class GunicornEchoHandler(PyWSGIHandler, EchoHandler):
 
     log_request = EchoHandler.log_request  # deferred to the end of a WebSocket session
 
-    def _access_record(self) -> dict[str, Any]:
-        record = super()._access_record()
-        record["headers"] = EnvironHeaders(record["environ"])  # for %({name}i)s
-        return record
+    def _forget_request(self) -> None:
+        super()._forget_request()
+        self.headers = EnvironHeaders(self.environ)  # for %({name}i)s
 
     def _log_request(self) -> None:
         if self.environ is None:
