@@ -242,20 +242,5 @@ class EchoHandler(WebSocketHandler):
         self.write(body)
 
 
-def _run_session(ws: EchoWebSocket, session: Callable[[], None], record: EchoHandler) -> None:
-    """Run ``session``, then finish the closing handshake and write the access-log line."""
-    failed = True
-    try:
-        session()
-        failed = False
-    except Exception:
-        log.exception("[%s] unhandled error in the WebSocket session", ws.id)
-    finally:
-        ws.close_and_wait(1011 if failed else 1000)
-        record.environ[SESSION_KEY] = ws.summary()
-        record.time_finish = time.time()
-        record._log_request()
-
-
 def _discard(data: bytes) -> None:
     """The WSGI ``write`` callable for a response that is never sent."""
