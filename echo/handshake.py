@@ -47,6 +47,9 @@ def check(environ: Mapping[str, Any]) -> None:
             "method",
             [("Allow", "GET")],
         )
+    if (environ.get("CONTENT_LENGTH") or "0").strip() != "0" or "HTTP_TRANSFER_ENCODING" in environ:
+        # What follows the request is WebSocket frames; a body would be read as frames.
+        raise HandshakeRejected("400 Bad Request", "a WebSocket handshake has no body", "body")
     if environ.get("SERVER_PROTOCOL") != "HTTP/1.1":
         raise HandshakeRejected(
             "400 Bad Request", "a WebSocket handshake must use HTTP/1.1", "http_version"

@@ -82,6 +82,23 @@ def test_bad_handshake_rejected_with_reason(server, headers, version, method, st
     assert "Traceback" not in server.log()
 
 
+@pytest.mark.parametrize(
+    ("framing", "body"),
+    [
+        ({"Content_Length": "5"}, b"hello"),
+        ({"Transfer_Encoding": "chunked"}, b"5\r\nhello\r\n0\r\n\r\n"),
+    ],
+    ids=["content-length", "chunked"],
+)
+def test_handshake_with_a_body_rejected(server, framing, body):
+    # Bytes after the handshake are WebSocket frames: a body must not be taken for them.
+    request = handshake_request(server.port, **framing) + body
+    status, headers, reason = http_exchange(server.port, request)
+    assert (status, reason) == (400, b"a WebSocket handshake has no body\n")
+    assert "sec-websocket-accept" not in headers
+    assert "Traceback" not in server.log()
+
+
 def test_disallowed_origin_gets_403(gunicorn_server):
     server = gunicorn_server(ECHO_ALLOWED_ORIGINS="https://good.example, http://localhost:3000")
     with pytest.raises(InvalidStatus) as error:
