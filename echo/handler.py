@@ -131,7 +131,7 @@ class EchoHandler(WebSocketHandler):
             ws.session(ws)
             failed = False
         except Exception:
-            log.exception("[%s] unhandled error in the WebSocket session", ws.id)
+            self._log_error(*sys.exc_info())
         finally:
             self._end_session(failed)
             self.time_finish = time.time()
