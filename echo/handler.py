@@ -22,7 +22,7 @@ from typing import Any
 from gevent.pywsgi import WSGIHandler
 from geventwebsocket.handler import WebSocketHandler
 
-from . import handshake, metrics
+from . import fairness, handshake, metrics
 from .config import CONFIG_KEY, Settings
 from .websocket import EchoWebSocket, State
 
@@ -66,11 +66,18 @@ class EchoHandler(WebSocketHandler):
         # Bound how long a client may take to send its request (a stalled
         # half-handshake would otherwise hold a greenlet forever).
         self.socket.settimeout(self.settings.read_timeout or None)
+        self._budget = fairness.Budget()
         super().handle()
         if not self._hands_over:
             return None
         self._forget_request()
         return self._run_session
+
+    def handle_one_request(self) -> tuple[str, bytes] | bool | None:
+        # A client pipelining requests on a keep-alive connection never lets
+        # the socket run dry: give the other connections a turn now and then.
+        self._budget.spend(fairness.REQUEST_COST)
+        return super().handle_one_request()
 
     def run_application(self) -> None:
         if not handshake.is_requested(self.environ):

@@ -75,8 +75,7 @@ class SessionMetrics:
     def _closed(self) -> None:
         self._record_traffic()
         OPEN_CONNECTIONS.dec()
-        code = "-" if self._ws.close_code is None else str(self._ws.close_code)
-        CLOSES.labels(code, self._ws.closed_by or "-").inc()
+        CLOSES.labels(str(self._ws.close_code), self._ws.closed_by).inc()
 
     def _record_traffic(self) -> None:
         ws = self._ws

@@ -4,6 +4,12 @@ Replaces its frame path (limits, masking, UTF-8, close codes) with
 ``MessageReader``, serializes every write under a lock so pings never land
 inside a message, and runs the closing handshake of RFC 6455 section 7 with a
 bounded wait, so neither a polite nor a vanished client leaves anything behind.
+
+Deadlines: silence in the middle of a message is bounded by ``read_timeout``;
+a write waits as long as the client is alive, which the keepalive decides (a
+slow reader gets every echo); the closing handshake is bounded by
+``close_timeout``. Every ended connection records a close code and who ended
+it, 1005 and 1006 included.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from gevent.event import Event
 from gevent.lock import Semaphore
 from geventwebsocket.websocket import WebSocket
 
-from . import frames
+from . import fairness, frames
 from .config import Settings
 from .errors import ConnectionClosed, ProtocolError
 from .reader import Close, Message, MessageReader, Ping, Pong
@@ -59,11 +65,12 @@ class EchoWebSocket(WebSocket):
         self.settings = settings
         self.state = State.CONNECTING
         self.id = f"{os.getpid()}-{next(_connection_ids)}"  # in this connection's log lines
-        self.close_code: int | None = None
-        self.closed_by = ""  # "client" or "server"
+        self.close_code: int | None = None  # set once closing starts, 1005/1006 included
+        self.closed_by = ""  # "client" or "server", set with close_code
         self.messages_in = self.bytes_in = self.messages_out = self.bytes_out = 0
         self._socket = handler.socket
         self._reader: MessageReader | None = None
+        self._budget = fairness.Budget()
         self._send_lock = Semaphore()
         self._pending_ping: tuple[bytes, Event] | None = None
         self._close_timer: gevent.Greenlet | None = None
@@ -99,6 +106,8 @@ class EchoWebSocket(WebSocket):
         if self.state is not State.CONNECTING:
             raise RuntimeError("the handshake is already complete")
         pending = self._handler.take_over_input()
+        # Reads set their own deadline (_receive); writes have none (keepalive).
+        self._socket.settimeout(None)
         self._reader = MessageReader(self._receive, self.settings.max_message_size, pending)
         self.state = State.OPEN
         self._open.add(self)
@@ -118,20 +127,18 @@ class EchoWebSocket(WebSocket):
 
     def summary(self) -> str:
         """One line for the access log: traffic each way, the close code and who closed."""
-        code = "-" if self.close_code is None else self.close_code
         return (
             f"id={self.id} in={self.messages_in}/{self.bytes_in}B "
-            f"out={self.messages_out}/{self.bytes_out}B close={code} by={self.closed_by or '-'}"
+            f"out={self.messages_out}/{self.bytes_out}B close={self.close_code} by={self.closed_by}"
         )
 
     def _receive(self, size: int, idle: bool) -> bytes:
         # Waiting for the next message may last forever (keepalive watches
-        # that); silence in the middle of one is bounded by read_timeout.
-        timeout = None if idle else self.settings.read_timeout or None
-        if self._socket.gettimeout() != timeout:
-            self._socket.settimeout(timeout)
+        # that); silence in the middle of one is bounded by read_timeout. The
+        # deadline is this read's own: the socket's timeout would bound writes too.
         if not idle:
-            return self._socket.recv(size)
+            with gevent.Timeout(self.settings.read_timeout or None, TimeoutError):
+                return self._socket.recv(size)
         self._idle.set()  # cleared once the client sends again
         data = self._socket.recv(size)
         if data:
@@ -150,19 +157,24 @@ class EchoWebSocket(WebSocket):
             except ProtocolError as exc:
                 self._fail(exc.code, exc.reason)
             except TimeoutError:
-                self._lost(by="server")  # read_timeout: the client stalled mid-frame
+                timeout = self.settings.read_timeout
+                self._fail(1008, f"no data for {timeout:g} s in the middle of a message")
             except (EOFError, OSError):
                 self._lost(by="client")
             else:
                 if isinstance(event, Message):
+                    # A client that never lets the socket run dry must not keep the others waiting.
+                    self._budget.spend(fairness.EVENT_COST + event.size)
                     if self.state is State.OPEN:
                         self.messages_in += 1
                         self.bytes_in += event.size
                         return event.data
                     # Data after our Close frame is discarded (RFC 6455 section 5.5.1).
                 elif isinstance(event, Ping):
+                    self._budget.spend(fairness.EVENT_COST + len(event.payload))
                     self._send_quietly(frames.OP_PONG, event.payload)
                 elif isinstance(event, Pong):
+                    self._budget.spend(fairness.EVENT_COST + len(event.payload))
                     self._on_pong(event.payload)
                 elif isinstance(event, Close):
                     self._on_close(event.code, event.reason)
@@ -195,6 +207,7 @@ class EchoWebSocket(WebSocket):
                 self._send_all(header)
                 self._send_all(payload)
         except OSError as exc:
+            self._lost(by="client")  # it reset, or went away: our own aborts close first
             raise ConnectionClosed(f"connection lost: {exc}") from None
 
     def _send_all(self, data: bytes | bytearray | memoryview) -> None:
@@ -249,32 +262,44 @@ class EchoWebSocket(WebSocket):
     def abort(self, code: int | None = None, reason: str = "") -> None:
         """End the connection now, from any greenlet, waking a blocked reader or writer.
 
-        With ``code``, a Close frame goes first if no other write is in progress
-        and the socket takes it within ``close_timeout`` (the peer may have
-        stopped reading).
+        An open connection is recorded as closed by the server with ``code``
+        (1006 without one). A Close frame with ``code`` goes first if no other
+        write is in progress (a frame cannot be cut) and the socket takes it
+        within ``close_timeout`` (the peer may have stopped reading).
         """
-        if (
-            code is not None
-            and self.state is State.OPEN
-            and self._send_lock.acquire(blocking=False)
-        ):
-            try:
-                payload = self._start_closing(code, reason, by="server")
-                with gevent.Timeout(self.settings.close_timeout, False):
-                    self._write(frames.OP_CLOSE, payload)
-            except ConnectionClosed:
-                pass
-            finally:
-                self._send_lock.release()
+        if self.state is State.OPEN:
+            if code is None:
+                self._lost(by="server")
+                return
+            payload = self._start_closing(code, reason, by="server")
+            if self._send_lock.acquire(blocking=False):
+                try:
+                    with gevent.Timeout(self.settings.close_timeout, False):
+                        self._write(frames.OP_CLOSE, payload)
+                except ConnectionClosed:
+                    pass
+                finally:
+                    self._send_lock.release()
         self._mark_closed(socket.SHUT_RDWR)
 
     def _start_closing(self, code: int | None, reason: str, by: str) -> bytes:
-        """Enter CLOSING, recording the code and who closed; the Close frame's payload."""
-        self.state, self.close_code, self.closed_by = State.CLOSING, code, by
+        """Enter CLOSING, recording the code and who closed; the Close frame's payload.
+
+        A Close frame without a status code is recorded as 1005 (RFC 6455 section 7.1.5).
+        """
+        self.state, self.closed_by = State.CLOSING, by
+        self.close_code = 1005 if code is None else code
         return frames.encode_close(code, reason)
 
     def _send_close(self, code: int | None, reason: str, by: str) -> None:
-        self._send_quietly(frames.OP_CLOSE, self._start_closing(code, reason, by))
+        """Send our Close frame; drop the connection if it cannot go within ``close_timeout``."""
+        payload = self._start_closing(code, reason, by)
+        sent = False
+        with gevent.Timeout(self.settings.close_timeout, False):
+            self._send_quietly(frames.OP_CLOSE, payload)
+            sent = True
+        if not sent:
+            self._mark_closed(socket.SHUT_RDWR)  # the client stopped reading
 
     def _send_quietly(self, opcode: int, payload: bytes) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -313,6 +338,7 @@ class EchoWebSocket(WebSocket):
                 pass
 
     def _lost(self, by: str) -> None:
+        """The connection ended without a closing handshake: 1006 (RFC 6455 section 7.1.5)."""
         if self.state is State.OPEN:
             self.close_code, self.closed_by = 1006, by
         self._mark_closed(socket.SHUT_RDWR)

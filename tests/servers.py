@@ -207,13 +207,26 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def holds_connection(pid: int, peer_port: int) -> bool:
-    """Whether process ``pid`` has a socket open to the loopback client on ``peer_port``."""
-    inodes = set()
+def _tcp_sockets() -> Iterator[tuple[int, int, int, str]]:
+    """IPv4 sockets from /proc/net/tcp: local port, remote port, unsent bytes, inode."""
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        if int(fields[2].split(":")[1], 16) == peer_port:
-            inodes.add(f"socket:[{fields[9]}]")
+        local, remote = (int(address.split(":")[1], 16) for address in fields[1:3])
+        yield local, remote, int(fields[4].split(":")[0], 16), fields[9]
+
+
+def unsent_bytes(local_port: int, remote_port: int) -> int:
+    """Bytes the loopback socket ``local_port`` -> ``remote_port`` has queued but not delivered."""
+    return sum(
+        queued
+        for local, remote, queued, _ in _tcp_sockets()
+        if (local, remote) == (local_port, remote_port)
+    )
+
+
+def holds_connection(pid: int, peer_port: int) -> bool:
+    """Whether process ``pid`` has a socket open to the loopback client on ``peer_port``."""
+    inodes = {f"socket:[{inode}]" for _, remote, _, inode in _tcp_sockets() if remote == peer_port}
     fd_dir = Path(f"/proc/{pid}/fd")
     for fd in fd_dir.iterdir():
         try:

@@ -63,7 +63,7 @@ def test_half_handshake_stall_gets_408_while_others_are_served(gunicorn_server):
         assert stalled.recv(4096) == b""
 
 
-def test_half_frame_stall_is_dropped_while_others_are_served(gunicorn_server):
+def test_half_frame_stall_is_closed_1008_while_others_are_served(gunicorn_server):
     server = gunicorn_server(**STALL)
     worker = server.worker_pid()
     with RawClient(server.port) as stalled:
@@ -71,10 +71,9 @@ def test_half_frame_stall_is_dropped_while_others_are_served(gunicorn_server):
         stalled.sock.sendall(encode_frame(OP_BINARY, b"x" * 100)[:20])  # header and 14 bytes
         started = time.monotonic()
         assert_still_serving(server)
-        wait_for(
-            lambda: not holds_connection(worker, port), what="the stalled client to be dropped"
-        )
+        assert stalled.recv_close()[0] == 1008
         assert time.monotonic() - started > 0.4
+    wait_for(lambda: not holds_connection(worker, port), what="the stalled client to be dropped")
 
 
 def test_idle_connection_is_not_cut_by_read_timeout(gunicorn_server):
