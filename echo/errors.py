@@ -1,4 +1,4 @@
-"""Exceptions of the WebSocket layer, one module so callers know what to catch."""
+"""Exceptions of the server, one module so callers know what to catch."""
 
 from geventwebsocket.exceptions import WebSocketError
 
@@ -29,3 +29,10 @@ class MessageTooBig(ProtocolError):
 
 class ConnectionClosed(WebSocketError):
     """The connection is closing or closed: nothing more can be sent."""
+
+
+class RequestTimeout(Exception):
+    """An HTTP request (line and headers) still incomplete ``read_timeout`` after its first byte.
+
+    Not an ``OSError``: pywsgi takes those for a vanished client and answers nothing.
+    """

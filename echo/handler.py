@@ -19,11 +19,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import gevent
 from gevent.pywsgi import WSGIHandler
 from geventwebsocket.handler import WebSocketHandler
 
 from . import fairness, handshake, metrics
-from .config import CONFIG_KEY, Settings
+from .config import Settings
+from .errors import RequestTimeout
 from .websocket import EchoWebSocket, State
 
 log = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ class EchoHandler(WebSocketHandler):
     @property
     def settings(self) -> Settings:
         """The settings of the app being served (built by ``echo.create_app``)."""
-        return self.server.application.config[CONFIG_KEY]
+        return self.server.settings
 
     def handle(self) -> Callable[[], None] | None:
         """Serve the connection's HTTP; after an upgrade, return the session to run next.
@@ -63,10 +65,11 @@ class EchoHandler(WebSocketHandler):
         By then the handler has forgotten the request but for its access-log
         record, and ``EchoServer`` runs the session with pywsgi's frames gone.
         """
-        # Bound how long a client may take to send its request (a stalled
-        # half-handshake would otherwise hold a greenlet forever).
+        # Silence before a request (and between keep-alive requests) ends the
+        # connection after read_timeout; so does silence while a response is written.
         self.socket.settimeout(self.settings.read_timeout or None)
         self._budget = fairness.Budget()
+        self._deadline: gevent.Timeout | None = None
         super().handle()
         if not self._hands_over:
             return None
@@ -77,7 +80,36 @@ class EchoHandler(WebSocketHandler):
         # A client pipelining requests on a keep-alive connection never lets
         # the socket run dry: give the other connections a turn now and then.
         self._budget.spend(fairness.REQUEST_COST)
-        return super().handle_one_request()
+        try:
+            return super().handle_one_request()
+        except RequestTimeout as timeout:  # raised while the request line was read
+            return self._handle_client_error(timeout)
+        finally:
+            self._stop_deadline()
+
+    def read_requestline(self) -> str:
+        """Wait for a request's first byte, then bound the whole request by ``read_timeout``.
+
+        A deadline per receive counts only silence: a client sending a byte
+        every few seconds would hold its connection forever.
+        """
+        self.rfile.peek(1)  # silence here is bounded by the socket's timeout
+        timeout = self.settings.read_timeout
+        if timeout:
+            self._deadline = gevent.Timeout(timeout, RequestTimeout)
+            self._deadline.start()
+        return super().read_requestline()
+
+    def read_request(self, raw_requestline: str) -> bool:
+        try:
+            return super().read_request(raw_requestline)
+        finally:
+            self._stop_deadline()  # the application's time is its own
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.close()
+            self._deadline = None
 
     def run_application(self) -> None:
         if not handshake.is_requested(self.environ):
@@ -221,7 +253,7 @@ class EchoHandler(WebSocketHandler):
 
         pywsgi's own answer prints a traceback for some inputs and sends no body.
         """
-        if isinstance(ex, TimeoutError):
+        if isinstance(ex, (TimeoutError, RequestTimeout)):
             status, reason = "408 Request Timeout", "the request did not arrive in time"
         else:
             status, reason = "400 Bad Request", "malformed or oversized HTTP request"

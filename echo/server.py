@@ -5,19 +5,93 @@ headers, Flask's request) until its handler returns. A WebSocket session can
 last for days, so ``EchoHandler`` returns after the upgrade, handing back the
 session, and the server runs it in the same greenlet with none of them alive:
 an idle connection then costs about 4 KiB less (bench/README.md).
+
+With TLS, the server also bounds the TLS handshake: gevent's would wait
+forever for a client that sends nothing, and print a traceback for every
+handshake that fails.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import ssl
 from typing import Any
 
+import gevent
+from gevent import socket
 from gevent.pywsgi import WSGIServer
+
+from . import lingering
+from .config import CONFIG_KEY, Settings
+
+log = logging.getLogger(__name__)
+
+_PLAIN_HTTP_REASON = "this port speaks TLS: use https:// or wss://"
+_PLAIN_HTTP_ANSWER = (
+    "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n"
+    "Content-Type: text/plain; charset=utf-8\r\n"
+    f"Content-Length: {len(_PLAIN_HTTP_REASON) + 1}\r\n\r\n{_PLAIN_HTTP_REASON}\n"
+).encode()
 
 
 class EchoServer(WSGIServer):
     """Use with ``EchoHandler`` (or a subclass): gunicorn's worker and ``python app.py`` do."""
 
+    @property
+    def settings(self) -> Settings:
+        return self.application.config[CONFIG_KEY]
+
     def handle(self, sock: Any, address: Any) -> None:
         session = self.handler_class(sock, address, self).handle()
         if session is not None:
             session()
+
+    def wrap_socket_and_handle(self, client_socket: socket.socket, address: Any) -> None:
+        tls_socket = self._tls_handshake(client_socket, address)
+        if tls_socket is not None:
+            with tls_socket:
+                self.handle(tls_socket, address)
+
+    def _tls_handshake(self, client_socket: socket.socket, address: Any) -> ssl.SSLSocket | None:
+        """The TLS socket, its handshake bounded as a whole by ``read_timeout``.
+
+        ``None`` if the handshake failed, which is one INFO line; plain HTTP
+        gets a plain-text 400 saying to use TLS, as nginx does.
+        """
+        tls_socket = None
+        try:
+            with gevent.Timeout(self.settings.read_timeout or None, TimeoutError):
+                tls_socket = self.wrap_socket(
+                    client_socket, do_handshake_on_connect=False, **self.ssl_args
+                )
+                tls_socket.do_handshake()
+            return tls_socket
+        except OSError as error:  # ssl.SSLError is one
+            log.info("TLS handshake with %s failed: %s", address, self._failure(error))
+            if tls_socket is not None:
+                if _is_plain_http(error):
+                    _answer_in_plain_text(tls_socket, self.settings.close_timeout)
+                tls_socket.close()
+            return None
+
+    def _failure(self, error: OSError) -> str:
+        if isinstance(error, TimeoutError):
+            return f"no complete TLS handshake within {self.settings.read_timeout:g} s"
+        if _is_plain_http(error):
+            return "plain HTTP sent to the TLS port (answered 400)"
+        if isinstance(error, ssl.SSLError) and getattr(error, "library", None):  # from OpenSSL
+            return f"TLS error {error.reason}"
+        return f"the client left ({type(error).__name__})"
+
+
+def _is_plain_http(error: OSError) -> bool:
+    return isinstance(error, ssl.SSLError) and error.reason == "HTTP_REQUEST"
+
+
+def _answer_in_plain_text(tls_socket: ssl.SSLSocket, linger: float) -> None:
+    """Write the 400 on the TCP connection beneath the failed TLS socket, then close it politely."""
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(tls_socket.fileno())) as raw:
+        raw.sendall(_PLAIN_HTTP_ANSWER)
+        lingering.drain(raw, linger)

@@ -29,7 +29,7 @@ from gevent.event import Event
 from gevent.lock import Semaphore
 from geventwebsocket.websocket import WebSocket
 
-from . import fairness, frames
+from . import fairness, frames, lingering
 from .config import Settings
 from .errors import ConnectionClosed, ProtocolError
 from .reader import Close, Message, MessageReader, Ping, Pong
@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 # Payloads up to this size are sent in one write with their header; larger
 # ones are written after it, which costs a syscall but saves a copy.
 _COALESCE_LIMIT = 64 * 1024
-_DRAIN_CHUNK = 64 * 1024
 _connection_ids = itertools.count(1)
 
 
@@ -320,22 +319,8 @@ class EchoWebSocket(WebSocket):
         log.info("[%s] closing with %d: %s", self.id, code, reason)
         if self.state is State.OPEN:
             self._send_close(code, reason, by="server")
-        self._socket_shutdown(socket.SHUT_WR)
-        self._drain()
+        lingering.drain(self._socket, self.settings.close_timeout)
         self._mark_closed(socket.SHUT_RDWR)
-
-    def _drain(self) -> None:
-        """Read and discard until the client closes, bounded by ``close_timeout``.
-
-        Closing a socket with unread input makes the kernel send a reset, which
-        can destroy our Close frame before the client reads it.
-        """
-        with gevent.Timeout(self.settings.close_timeout, False):
-            try:
-                while self._socket.recv(_DRAIN_CHUNK):
-                    pass
-            except OSError:
-                pass
 
     def _lost(self, by: str) -> None:
         """The connection ended without a closing handshake: 1006 (RFC 6455 section 7.1.5)."""

@@ -14,17 +14,17 @@ from .servers import GUNICORN, RUNNING, ServerProcess
 _running: dict[tuple, ServerProcess] = {}
 
 
+def _shared(env: dict[str, str], tls: ssl.SSLContext | None = None) -> ServerProcess:
+    key = tuple(sorted(env.items()))
+    if key not in _running:
+        _running[key] = ServerProcess(GUNICORN, env, tls=tls).start()
+    return _running[key]
+
+
 @pytest.fixture(scope="session")
 def gunicorn_server() -> Iterator[Callable[..., ServerProcess]]:
     """Start (or reuse) a gunicorn with the given ``ECHO_*`` environment."""
-
-    def start(**env: str) -> ServerProcess:
-        key = tuple(sorted(env.items()))
-        if key not in _running:
-            _running[key] = ServerProcess(GUNICORN, env).start()
-        return _running[key]
-
-    yield start
+    yield lambda **env: _shared(env)
     for server in _running.values():
         server.stop()
     _running.clear()
@@ -52,13 +52,20 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def tls_server(certificate: tuple[Path, Path]) -> Iterator[ServerProcess]:
-    """gunicorn speaking TLS, given certfile and keyfile the gunicorn way."""
+def tls_gunicorn_server(
+    gunicorn_server: Callable[..., ServerProcess], certificate: tuple[Path, Path]
+) -> Callable[..., ServerProcess]:
+    """Start (or reuse) a gunicorn speaking TLS, given certfile and keyfile the gunicorn way."""
     cert, key = certificate
     context = ssl.create_default_context(cafile=cert)
-    env = {"GUNICORN_CMD_ARGS": f"--certfile {cert} --keyfile {key}"}
-    with ServerProcess(GUNICORN, env, tls=context) as server:
-        yield server
+    tls_args = {"GUNICORN_CMD_ARGS": f"--certfile {cert} --keyfile {key}"}
+    return lambda **env: _shared({**env, **tls_args}, context)
+
+
+@pytest.fixture(scope="session")
+def tls_server(tls_gunicorn_server: Callable[..., ServerProcess]) -> ServerProcess:
+    """gunicorn speaking TLS with the default settings."""
+    return tls_gunicorn_server()
 
 
 @pytest.hookimpl(wrapper=True)
