@@ -53,6 +53,7 @@ try:
         allowed_origins="*",  # ECHO_ALLOWED_ORIGINS, e.g. "https://example.com"
         close_timeout=5.0,  # ECHO_CLOSE_TIMEOUT, seconds
         read_timeout=10.0,  # ECHO_READ_TIMEOUT, seconds; 0 disables
+        max_websockets="auto",  # ECHO_MAX_WEBSOCKETS: auto = worker_connections less 10 %
         metrics=True,  # ECHO_METRICS: serve /metrics
     )
 except ConfigError as error:

@@ -12,7 +12,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -71,6 +71,15 @@ def _origins(raw: Any) -> frozenset[str] | None:
     return frozenset(origins)
 
 
+def _count_or_auto(raw: Any) -> int | None:
+    text = str(raw).strip()
+    if text.lower() == "auto":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError("must be a whole number >= 1, or auto")
+    return int(text)
+
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -84,8 +93,9 @@ def _flag(raw: Any) -> bool:
     return value in _TRUE
 
 
-def _setting(default: Any, parse: Callable[[Any], Any], doc: str) -> Any:
-    return field(default=default, metadata={"parse": parse, "doc": doc})
+def _setting(default: Any, parse: Callable[[Any], Any], doc: str, unset: str = "*") -> Any:
+    """A setting; ``unset`` is how its ``None`` is written (and parsed back)."""
+    return field(default=default, metadata={"parse": parse, "doc": doc, "unset": unset})
 
 
 @dataclass(frozen=True)
@@ -109,6 +119,13 @@ class Settings:
     )
     read_timeout: float = _setting(
         10.0, _seconds, "Seconds a client may go silent mid-handshake or mid-message; 0 disables."
+    )
+    max_websockets: int | None = _setting(
+        None,
+        _count_or_auto,
+        "Open WebSockets per worker; more handshakes get 503. auto: worker_connections"
+        " less 10 % (at most 100), so plain HTTP always finds a slot.",
+        unset="auto",
     )
     metrics: bool = _setting(True, _flag, "Serve Prometheus metrics at /metrics.")
 
@@ -134,7 +151,7 @@ class Settings:
 
     def to_env(self) -> list[str]:
         """Render as ``NAME=value`` lines (gunicorn's ``raw_env``) that parse back identically."""
-        return [f"{env_name(f.name)}={_render(getattr(self, f.name))}" for f in fields(self)]
+        return [f"{env_name(f.name)}={_render(getattr(self, f.name), f)}" for f in fields(self)]
 
 
 def env_name(setting: str) -> str:
@@ -142,9 +159,9 @@ def env_name(setting: str) -> str:
     return ENV_PREFIX + setting.upper()
 
 
-def _render(value: Any) -> str:
+def _render(value: Any, setting: Field) -> str:
     if value is None:
-        return "*"
+        return setting.metadata["unset"]
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, frozenset):

@@ -23,7 +23,7 @@ import gevent
 from gevent.pywsgi import WSGIHandler
 from geventwebsocket.handler import WebSocketHandler
 
-from . import fairness, handshake, metrics
+from . import capacity, fairness, handshake, metrics
 from .config import Settings
 from .errors import RequestTimeout
 from .websocket import EchoWebSocket, State
@@ -123,6 +123,14 @@ class EchoHandler(WebSocketHandler):
             metrics.handshake_rejected(rejection.slug)
             self._respond(rejection.status, rejection.reason, rejection.headers)
             return
+        slots = self.server.capacity
+        if not slots.take():
+            self._respond(
+                "503 Service Unavailable",
+                f"this server holds its limit of {slots.limit} WebSocket connections; retry later",
+                [("Retry-After", str(capacity.RETRY_AFTER))],
+            )
+            return
         self.websocket = EchoWebSocket(self, self.settings)
         self.environ["wsgi.websocket"] = self.websocket
         self.environ["wsgi.websocket_version"] = handshake.VERSION
@@ -131,6 +139,10 @@ class EchoHandler(WebSocketHandler):
             WSGIHandler.run_application(self)
             failed = False
         finally:
+            if self._upgraded:
+                self.websocket.when_closed(slots.give_back)
+            else:
+                slots.give_back()
             if not self._upgraded:
                 reason = _REJECTED_BY_APP.get(self.code, f"status_{self.code}")
                 metrics.handshake_rejected("error" if failed else reason)

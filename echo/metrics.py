@@ -7,6 +7,10 @@ live in the one process.
 
 Traffic counters are bumped per session (at each keepalive pong and at the
 end), not per message, to keep the echo path free of bookkeeping.
+
+The children every connection uses are made at import, in the worker: that
+opens each per-process file then, not at the first connection, when file
+descriptors may have run out (a failing metric would end the session).
 """
 
 from __future__ import annotations
@@ -37,11 +41,21 @@ HANDSHAKES = Counter(
 MESSAGES = Counter("echo_messages", "Data messages, by direction.", ["direction"])
 BYTES = Counter("echo_message_bytes", "Data message payload bytes, by direction.", ["direction"])
 CLOSES = Counter("echo_closes", "Ended connections, by close code and who closed.", ["code", "by"])
+WEBSOCKET_LIMIT = Gauge(
+    "echo_websocket_limit",
+    "WebSockets the server holds before answering handshakes 503 (0: no limit).",
+    multiprocess_mode="livesum",
+)
 PING_RTT = Histogram(
     "echo_ping_rtt_seconds",
     "Time from a keepalive Ping to its Pong.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+
+
+_ACCEPTED = HANDSHAKES.labels("accepted", "ok")
+_MESSAGES_IN, _BYTES_IN = MESSAGES.labels("in"), BYTES.labels("in")
+_MESSAGES_OUT, _BYTES_OUT = MESSAGES.labels("out"), BYTES.labels("out")
 
 
 def render() -> tuple[bytes, str]:
@@ -58,13 +72,17 @@ def handshake_rejected(reason: str) -> None:
     HANDSHAKES.labels("rejected", reason).inc()
 
 
+def set_websocket_limit(limit: int | None) -> None:
+    WEBSOCKET_LIMIT.set(limit or 0)
+
+
 class SessionMetrics:
     """Records one accepted connection, from open to close."""
 
     def __init__(self, ws: EchoWebSocket) -> None:
         self._ws = ws
         self._recorded = (0, 0, 0, 0)
-        HANDSHAKES.labels("accepted", "ok").inc()
+        _ACCEPTED.inc()
         OPEN_CONNECTIONS.inc()
         ws.when_closed(self._closed)
 
@@ -81,8 +99,8 @@ class SessionMetrics:
         ws = self._ws
         now = (ws.messages_in, ws.bytes_in, ws.messages_out, ws.bytes_out)
         was = self._recorded
-        MESSAGES.labels("in").inc(now[0] - was[0])
-        BYTES.labels("in").inc(now[1] - was[1])
-        MESSAGES.labels("out").inc(now[2] - was[2])
-        BYTES.labels("out").inc(now[3] - was[3])
+        _MESSAGES_IN.inc(now[0] - was[0])
+        _BYTES_IN.inc(now[1] - was[1])
+        _MESSAGES_OUT.inc(now[2] - was[2])
+        _BYTES_OUT.inc(now[3] - was[3])
         self._recorded = now

@@ -24,6 +24,7 @@ from gevent import socket
 from gevent.pywsgi import WSGIServer
 
 from . import lingering
+from .capacity import Capacity, default_limit
 from .config import CONFIG_KEY, Settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,19 @@ _PLAIN_HTTP_ANSWER = (
 
 class EchoServer(WSGIServer):
     """Use with ``EchoHandler`` (or a subclass): gunicorn's worker and ``python app.py`` do."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        pool_size = self.pool.size if self.pool is not None else None
+        limit = self.settings.max_websockets
+        if limit is not None and pool_size is not None and limit >= pool_size:
+            log.warning(
+                "max_websockets (%d) is not below worker_connections (%d): "
+                "health checks may find no free connection",
+                limit,
+                pool_size,
+            )
+        self.capacity = Capacity(limit or default_limit(pool_size))
 
     @property
     def settings(self) -> Settings:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import resource
 import socket
 import ssl
 import struct
@@ -15,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from websockets.sync.client import connect
 
-from .servers import TIMEOUT, ServerProcess
+from .servers import TIMEOUT, ServerProcess, allow_open_files
 
 READ_TIMEOUT = 1.0
 FAST = {"ECHO_READ_TIMEOUT": f"{READ_TIMEOUT:g}"}
@@ -130,8 +129,7 @@ def test_normal_clients_get_through_while_slow_attacks_are_held(
     gunicorn_server, tls_gunicorn_server
 ):
     """1,100 trickling requests and 1,000 silent TLS clients, each over worker_connections."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8192)), hard))
+    allow_open_files(4096)
     plain, tls = gunicorn_server(**FAST), tls_gunicorn_server(**FAST)
     with (
         held(plain.port, 1100, b"G", b"E"),

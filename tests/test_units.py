@@ -104,7 +104,7 @@ def test_close_codes_that_may_be_sent():
 
 def test_settings_defaults():
     settings = Settings.from_env({})
-    assert settings == Settings(20.0, 20.0, 1 << 20, None, 5.0, 10.0, True)
+    assert settings == Settings(20.0, 20.0, 1 << 20, None, 5.0, 10.0, None, True)
 
 
 def test_environment_overrides_code_values():

@@ -1,0 +1,63 @@
+"""WebSocket slots: a limit kept under the worker's connection pool.
+
+gunicorn's gevent worker accepts at most ``worker_connections`` connections
+and leaves the rest waiting in the kernel's backlog. If WebSockets, which
+stay open, could take every one of them, a load balancer's health check and a
+Prometheus scrape would wait there too and the worker would look dead. So
+WebSocket handshakes beyond a limit get 503 with ``Retry-After``, and the
+slots above it stay free for plain HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from . import metrics
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER = 5  # seconds, in the 503 of a handshake over the limit
+# Slots kept for plain HTTP: a tenth of the pool, at most this many.
+MAX_RESERVE = 100
+# At most one WARNING per this many seconds while handshakes are being refused.
+WARNING_INTERVAL = 60.0
+
+
+def default_limit(pool_size: int | None) -> int | None:
+    """The limit when ``max_websockets`` is ``auto``: none without a bounded pool."""
+    if pool_size is None:
+        return None
+    return max(1, pool_size - min(MAX_RESERVE, pool_size // 10))
+
+
+class Capacity:
+    """Counts one server's WebSockets, from the handshake's check to the connection's close."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.taken = 0
+        self._refused = 0  # since the last warning
+        self._warned_at = -WARNING_INTERVAL
+        metrics.set_websocket_limit(limit)
+
+    def take(self) -> bool:
+        """A slot for a new WebSocket, or ``False`` (counted and, now and then, logged)."""
+        if self.limit is None or self.taken < self.limit:
+            self.taken += 1
+            return True
+        metrics.handshake_rejected("capacity")
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._warned_at >= WARNING_INTERVAL:
+            log.warning(
+                "WebSocket limit reached: %d open on this worker (max_websockets); "
+                "%d handshake(s) answered 503 since the last warning",
+                self.limit,
+                self._refused,
+            )
+            self._warned_at, self._refused = now, 0
+        return False
+
+    def give_back(self) -> None:
+        self.taken -= 1
