@@ -11,17 +11,15 @@ slots above it stay free for plain HTTP.
 from __future__ import annotations
 
 import logging
-import time
 
 from . import metrics
+from .throttled import ThrottledWarning
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER = 5  # seconds, in the 503 of a handshake over the limit
 # Slots kept for plain HTTP: a tenth of the pool, at most this many.
 MAX_RESERVE = 100
-# At most one WARNING per this many seconds while handshakes are being refused.
-WARNING_INTERVAL = 60.0
 
 
 def default_limit(pool_size: int | None) -> int | None:
@@ -37,8 +35,10 @@ class Capacity:
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self.taken = 0
-        self._refused = 0  # since the last warning
-        self._warned_at = -WARNING_INTERVAL
+        self._full = ThrottledWarning(
+            log,
+            "WebSocket limit reached: %d open on this worker (max_websockets), handshakes get 503",
+        )
         metrics.set_websocket_limit(limit)
 
     def take(self) -> bool:
@@ -47,16 +47,7 @@ class Capacity:
             self.taken += 1
             return True
         metrics.handshake_rejected("capacity")
-        self._refused += 1
-        now = time.monotonic()
-        if now - self._warned_at >= WARNING_INTERVAL:
-            log.warning(
-                "WebSocket limit reached: %d open on this worker (max_websockets); "
-                "%d handshake(s) answered 503 since the last warning",
-                self.limit,
-                self._refused,
-            )
-            self._warned_at, self._refused = now, 0
+        self._full.happened(self.limit)
         return False
 
     def give_back(self) -> None:

@@ -14,8 +14,10 @@ handshake that fails.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import resource
 import ssl
 from typing import Any
 
@@ -26,8 +28,13 @@ from gevent.pywsgi import WSGIServer
 from . import lingering
 from .capacity import Capacity, default_limit
 from .config import CONFIG_KEY, Settings
+from .throttled import ThrottledWarning
 
 log = logging.getLogger(__name__)
+
+# accept() errors that mean "not now" rather than "never": pause, then try again.
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+ACCEPT_PAUSE = 0.1  # seconds
 
 _PLAIN_HTTP_REASON = "this port speaks TLS: use https:// or wss://"
 _PLAIN_HTTP_ANSWER = (
@@ -52,10 +59,42 @@ class EchoServer(WSGIServer):
                 pool_size,
             )
         self.capacity = Capacity(limit or default_limit(pool_size))
+        self._resume: Any = None  # the timer that resumes accepting after a pause
+        self._cannot_accept = ThrottledWarning(
+            log,
+            f"cannot accept connections: %s (open-file limit %d, %s connections open); "
+            f"accepting pauses for {ACCEPT_PAUSE:g} s at a time",
+        )
 
     @property
     def settings(self) -> Settings:
         return self.application.config[CONFIG_KEY]
+
+    def do_read(self) -> tuple[socket.socket, Any] | None:
+        """Accept a connection; out of file descriptors (or memory), pause instead of failing.
+
+        gevent's own handling prints a traceback per failed accept(), a
+        hundred a second while the limit lasts. The connections accepted
+        already are not affected; new ones wait in the kernel's backlog.
+        """
+        try:
+            return super().do_read()
+        except OSError as error:
+            if error.errno not in _OUT_OF_RESOURCES:
+                raise
+            self._pause_accepting(error)
+            return None
+
+    def _pause_accepting(self, error: OSError) -> None:
+        self.stop_accepting()
+        if self._resume is not None:
+            self._resume.close()
+        self._resume = self.loop.timer(ACCEPT_PAUSE)
+        self._resume.start(self._start_accepting_if_started)
+        in_use = self.pool.size - self.pool.free_count() if self.pool is not None else None
+        self._cannot_accept.happened(
+            error.strerror, resource.getrlimit(resource.RLIMIT_NOFILE)[0], in_use
+        )
 
     def handle(self, sock: Any, address: Any) -> None:
         session = self.handler_class(sock, address, self).handle()
