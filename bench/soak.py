@@ -1,17 +1,24 @@
-"""``make soak``: 5,000 sequential connect/echo/close cycles, then 500 at once, on one worker.
+"""``make soak``: what a worker must survive, each phase on a fresh worker; fails on any miss.
 
-Passes when the worker ends where it started: RSS within a few MiB and no
-greenlet or file descriptor left behind. Prints the figures either way.
-
-The baseline is taken after a warm-up that includes one burst of 500
-connections: the allocator keeps the memory of the busiest moment it has
-seen (about 6-11 MiB for 500 connections, flat over repeated bursts), which
-is a high-water mark, not a leak; growth beyond it would be.
+1. Leaks: 5,000 sequential connect/echo/close cycles, then 500 at once. The
+   worker must end where it started: RSS within a few MiB and no greenlet or
+   file descriptor left behind. The baseline is taken after a warm-up that
+   includes one burst of 500 connections: the allocator keeps the memory of
+   the busiest moment it has seen (about 6-11 MiB for 500 connections, flat
+   over repeated bursts), which is a high-water mark, not a leak; growth
+   beyond it would be.
+2. Memory given back: 200 clients that send 1 MiB messages and never read,
+   then leave; then 15,000 idle connections, then closed. After each burst
+   the worker's RSS must come back within 2x of its start.
+3. Fairness: a greedy client (tests/greedy.py) for 20 s while another client
+   echoes and polls /healthz: its p99 round trip under 100 ms, every
+   /healthz answered, the same worker at the end.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -20,14 +27,29 @@ import tempfile
 import time
 from pathlib import Path
 
+import uvloop
 from websockets.asyncio.client import connect as async_connect
 from websockets.sync.client import connect
 
-from tests.servers import ServerProcess, wait_for
+from tests.greedy import GreedyClient
+from tests.greedy import probe as greedy_probe
+from tests.rawws import OP_BINARY, RawClient, encode_frame
+from tests.servers import ServerProcess, allow_open_files, wait_for
+
+from . import loadgen
 
 CONF = Path(__file__).with_name("instrumented.conf.py")
 SEQUENTIAL, CONCURRENT = 5_000, 500
 RSS_SLACK = 4 << 20
+BURST_CLIENTS, IDLE = 200, 15_000
+GIVE_BACK = 15.0  # seconds for RSS to come back after a burst: echo/memory.py trims every 10 s
+GREEDY_SECONDS = 20.0
+# --timeout 10: a worker whose loop is starved misses gunicorn's heartbeat
+# within the fairness phase and is replaced, which that phase checks.
+COMMAND = [
+    sys.executable, "-m", "gunicorn", "-c", str(CONF), "--no-control-socket",
+    "--worker-connections", str(IDLE + 1000), "--timeout", "10",
+]  # fmt: skip
 IDLE_GREENLETS = 3  # an idle worker: main, hub, and the probe's own signal handler
 
 
@@ -71,25 +93,22 @@ async def concurrent(url: str) -> None:
     await asyncio.gather(*(client(n) for n in range(CONCURRENT)))
 
 
-def main() -> int:
-    probe_file = Path(tempfile.mkdtemp(prefix="echo-soak-")) / "probe.json"
-    command = [sys.executable, "-m", "gunicorn", "-c", str(CONF), "--no-control-socket"]
-    with ServerProcess(command, {"ECHO_PROBE_FILE": str(probe_file)}) as server:
-        for n in range(200):  # warm up imports, caches and allocator pools
-            cycle(server.ws_url, n)
-        cold_rss = probe(server, probe_file)["rss"]
-        asyncio.run(concurrent(server.ws_url))
-        settle(server, probe_file)
-        before = probe(server, probe_file)
-        started = time.monotonic()
-        for n in range(SEQUENTIAL):
-            cycle(server.ws_url, n)
-        sequential_s = time.monotonic() - started
-        started = time.monotonic()
-        asyncio.run(concurrent(server.ws_url))
-        concurrent_s = time.monotonic() - started
-        settle(server, probe_file, before["greenlets"])
-        after = probe(server, probe_file)
+def leaks(server: ServerProcess, probe_file: Path) -> list[str]:
+    for n in range(200):  # warm up imports, caches and allocator pools
+        cycle(server.ws_url, n)
+    cold_rss = probe(server, probe_file)["rss"]
+    asyncio.run(concurrent(server.ws_url))
+    settle(server, probe_file)
+    before = probe(server, probe_file)
+    started = time.monotonic()
+    for n in range(SEQUENTIAL):
+        cycle(server.ws_url, n)
+    sequential_s = time.monotonic() - started
+    started = time.monotonic()
+    asyncio.run(concurrent(server.ws_url))
+    concurrent_s = time.monotonic() - started
+    settle(server, probe_file, before["greenlets"])
+    after = probe(server, probe_file)
 
     print(
         f"{SEQUENTIAL} sequential cycles in {sequential_s:.1f} s; "
@@ -99,13 +118,90 @@ def main() -> int:
     print(f"{'':10} {'before':>12} {'after':>12} {'change':>12}")
     for key in ("rss", "fds", "greenlets"):
         print(f"{key:10} {before[key]:>12} {after[key]:>12} {after[key] - before[key]:>+12}")
-    leaks = []
+    failures = []
     if after["rss"] - before["rss"] > RSS_SLACK:
-        leaks.append(f"RSS grew by {(after['rss'] - before['rss']) / 2**20:.1f} MiB")
-    leaks += [f"{key} leaked" for key in ("fds", "greenlets") if after[key] > before[key]]
-    for leak in leaks:
-        print("LEAK", leak)
-    return 1 if leaks else 0
+        failures.append(f"RSS grew by {(after['rss'] - before['rss']) / 2**20:.1f} MiB")
+    failures += [f"{key} leaked" for key in ("fds", "greenlets") if after[key] > before[key]]
+    return failures
+
+
+def flood_without_reading(port: int) -> None:
+    """BURST_CLIENTS clients send 1 MiB messages until their sockets are full, then leave."""
+    frame = encode_frame(OP_BINARY, b"\x00" * (1 << 20))
+    clients = [RawClient(port) for _ in range(BURST_CLIENTS)]
+    for client in clients:
+        client.sock.setblocking(False)
+    for _ in range(8):  # a few MiB each: the server reads until its echoes block
+        for client in clients:
+            with contextlib.suppress(BlockingIOError):
+                client.sock.send(frame)
+    for client in clients:
+        client.close()
+
+
+async def hold_idle(port: int) -> None:
+    conns = await loadgen.hold(loadgen.Target(port, raw_tcp=False), IDLE)
+    for conn in conns:
+        conn.transport.close()
+
+
+def memory_given_back(server: ServerProcess, probe_file: Path) -> list[str]:
+    for n in range(200):
+        cycle(server.ws_url, n)
+    start = probe(server, probe_file)["rss"]
+    failures = []
+    bursts = {
+        f"{BURST_CLIENTS} clients flooding 1 MiB messages": lambda: flood_without_reading(
+            server.port
+        ),
+        f"{IDLE:,} idle connections": lambda: uvloop.run(hold_idle(server.port)),
+    }
+    for name, burst in bursts.items():
+        burst()
+        settle(server, probe_file)
+        settled = time.monotonic()
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: probe(server, probe_file)["rss"] < 2 * start, timeout=GIVE_BACK)
+        rss = probe(server, probe_file)["rss"]
+        print(
+            f"after {name}: RSS {rss / 2**20:.1f} MiB ({rss / start:.2f}x the start,"
+            f" {start / 2**20:.1f} MiB) {time.monotonic() - settled:.1f} s after the last close"
+        )
+        if rss >= 2 * start:
+            failures.append(f"RSS still {rss / start:.2f}x its start after {name}")
+    return failures
+
+
+def fairness(server: ServerProcess, probe_file: Path) -> list[str]:
+    worker = server.worker_pid()
+    with GreedyClient(server.port, GREEDY_SECONDS, "ws:256") as greedy:
+        seen = greedy_probe(server, GREEDY_SECONDS - 1)
+    print(f"greedy client: {greedy.rate:,.0f} echoes/s; meanwhile another client: {seen.summary()}")
+    failures = []
+    if seen.percentile(0.99) >= 0.1:
+        failures.append(
+            f"p99 round trip {seen.percentile(0.99) * 1e3:.1f} ms under a greedy client"
+        )
+    if server.worker_pids() != [worker] or "WORKER TIMEOUT" in server.log():
+        failures.append("the worker was replaced")
+    return failures
+
+
+PHASES = {"leaks": leaks, "memory given back": memory_given_back, "fairness": fairness}
+
+
+def main() -> int:
+    allow_open_files(IDLE + 1000)
+    failures = []
+    for name, phase in PHASES.items():
+        print(f"== {name}", flush=True)
+        probe_file = Path(tempfile.mkdtemp(prefix="echo-soak-")) / "probe.json"
+        env = {"ECHO_PROBE_FILE": str(probe_file)}
+        with ServerProcess(COMMAND, env) as server:
+            failures += [f"{name}: {failure}" for failure in phase(server, probe_file)]
+    for failure in failures:
+        print("FAIL", failure)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

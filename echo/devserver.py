@@ -12,6 +12,7 @@ from flask import Flask
 from gevent.event import Event
 from gevent.pool import Pool
 
+from . import memory
 from .config import CONFIG_KEY
 from .handler import EchoHandler
 from .server import EchoServer
@@ -22,6 +23,7 @@ def serve(app: Flask) -> None:
     """Serve ``app`` on ``HOST``:``PORT`` (default 127.0.0.1:8000) until interrupted."""
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "8000"))
+    memory.tune_process()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

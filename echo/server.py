@@ -8,7 +8,9 @@ an idle connection then costs about 4 KiB less (bench/README.md).
 
 With TLS, the server also bounds the TLS handshake: gevent's would wait
 forever for a client that sends nothing, and print a traceback for every
-handshake that fails.
+handshake that fails. Out of file descriptors, it pauses accepting instead of
+printing a traceback per attempt; and it hands freed memory back now and then
+(echo/memory.py).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import gevent
 from gevent import socket
 from gevent.pywsgi import WSGIServer
 
-from . import lingering
+from . import lingering, memory
 from .capacity import Capacity, default_limit
 from .config import CONFIG_KEY, Settings
 from .throttled import ThrottledWarning
@@ -59,6 +61,7 @@ class EchoServer(WSGIServer):
                 pool_size,
             )
         self.capacity = Capacity(limit or default_limit(pool_size))
+        self._trimmer = memory.Trimmer()
         self._resume: Any = None  # the timer that resumes accepting after a pause
         self._cannot_accept = ThrottledWarning(
             log,
@@ -96,10 +99,22 @@ class EchoServer(WSGIServer):
             error.strerror, resource.getrlimit(resource.RLIMIT_NOFILE)[0], in_use
         )
 
+    def start(self) -> None:
+        super().start()
+        self._trimmer.start()
+
+    def close(self) -> None:
+        self._trimmer.stop()
+        super().close()
+
     def handle(self, sock: Any, address: Any) -> None:
         session = self.handler_class(sock, address, self).handle()
         if session is not None:
             session()
+
+    def do_close(self, sock: socket.socket, *args: Any) -> None:
+        super().do_close(sock, *args)
+        self._trimmer.connection_ended()
 
     def wrap_socket_and_handle(self, client_socket: socket.socket, address: Any) -> None:
         tls_socket = self._tls_handshake(client_socket, address)

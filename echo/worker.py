@@ -9,6 +9,7 @@ import gevent
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from gunicorn.workers.ggevent import PyWSGIHandler
 
+from . import memory
 from .handler import EchoHandler
 from .server import EchoServer
 from .websocket import EchoWebSocket
@@ -102,6 +103,7 @@ class EchoWorker(GeventWebSocketWorker):
     wsgi_handler = GunicornEchoHandler
 
     def init_process(self) -> None:
+        memory.tune_process()
         # The echo.* loggers write to gunicorn's error log, at its level.
         logger = logging.getLogger("echo")
         logger.handlers = self.log.error_log.handlers
