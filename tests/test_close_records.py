@@ -7,6 +7,7 @@ number and ``client`` or ``server``: 1005 for a Close frame without a code,
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import uuid
@@ -16,7 +17,6 @@ import pytest
 
 from .rawws import OP_BINARY, OP_CLOSE, OP_TEXT, RawClient, close_payload, encode_frame
 from .servers import GUNICORN, ServerProcess, unsent_bytes, wait_for
-from .test_slow_clients import Writer
 
 FAST_TIMEOUTS = {"ECHO_READ_TIMEOUT": "0.5", "ECHO_PING_INTERVAL": "0.5", "ECHO_PING_TIMEOUT": "1"}
 NO_PINGS = {"ECHO_PING_INTERVAL": "0"}  # a client that does not read is then never given up on
@@ -47,10 +47,15 @@ def resets(client: RawClient, server: ServerProcess) -> None:
 def resets_while_its_echo_is_written(client: RawClient, server: ServerProcess) -> None:
     """Echoes the client does not read fill the buffers; the reset lands on a blocked write.
 
-    64 MiB is more than the kernel buffers on both sides hold, so the server
-    stops reading (the client's bytes queue up) while its echo waits to go.
+    The client sends until its own socket takes no more: by then the server
+    has stopped reading (the client's bytes queue up) because its echo waits
+    to go.
     """
-    Writer(client, [encode_frame(OP_BINARY, b"\x00" * (1 << 20))] * 64).start()
+    frame = encode_frame(OP_BINARY, b"\x00" * (1 << 20))
+    client.sock.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            client.sock.send(frame)
     ours = client.sock.getsockname()[1]
     wait_for(
         lambda: unsent_bytes(ours, server.port) and unsent_bytes(server.port, ours),
