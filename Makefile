@@ -17,7 +17,7 @@ test: $(VENV)/.dev system-packages
 conformance: $(VENV)/.dev
 	$(BIN)/python -m conformance.run
 
-# 5,000 sequential + 500 concurrent connections on one worker; fails on leaks.
+# Leaks, memory given back after bursts, a 20 s greedy client; fails on any miss.
 soak: $(VENV)/.dev
 	$(BIN)/python -m bench.soak
 

@@ -25,8 +25,9 @@ bind = [f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}
 
 # --- Workers -----------------------------------------------------------------
 # One gevent worker holds thousands of connections; `workers` defaults to
-# WEB_CONCURRENCY (or 1). Each connection is one greenlet, up to
-# worker_connections per worker.
+# WEB_CONCURRENCY (or 1). Each connection is one greenlet and one open file,
+# up to worker_connections per worker: keep `ulimit -n` above it (README,
+# "Capacity"). WebSockets may take max_websockets of them (below).
 worker_class = "echo.worker.EchoWorker"
 worker_connections = 1000
 

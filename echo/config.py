@@ -118,7 +118,10 @@ class Settings:
         5.0, _seconds, "Seconds to wait for the client's side of a closing handshake."
     )
     read_timeout: float = _setting(
-        10.0, _seconds, "Seconds a client may go silent mid-handshake or mid-message; 0 disables."
+        10.0,
+        _seconds,
+        "Seconds for a whole request (from its first byte) or TLS handshake, and the longest"
+        " silence in the middle of a message (1008); 0 disables.",
     )
     max_websockets: int | None = _setting(
         None,
