@@ -26,6 +26,8 @@ def gunicorn_server() -> Iterator[Callable[..., ServerProcess]]:
     """Start (or reuse) a gunicorn with the given ``ECHO_*`` environment."""
     yield lambda **env: _shared(env)
     for server in _running.values():
+        server.terminate()  # all at once: each takes about a second to exit
+    for server in _running.values():
         server.stop()
     _running.clear()
 

@@ -119,13 +119,17 @@ class ServerProcess:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def terminate(self) -> None:
+        """SIGTERM to the master, as gunicorn documents; ``stop()`` then waits for it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
     def stop(self) -> None:
         if self in RUNNING:
             RUNNING.remove(self)
         if self.process is None or self.process.poll() is not None:
             return
-        # SIGTERM to the master, as gunicorn documents; SIGKILL to the whole group if it lingers.
-        self.process.send_signal(signal.SIGTERM)
+        self.terminate()  # SIGKILL to the whole group if it lingers
         try:
             self.process.wait(timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
