@@ -93,9 +93,9 @@ class EchoHandler(WebSocketHandler):
         A deadline per receive counts only silence: a client sending a byte
         every few seconds would hold its connection forever.
         """
-        self.rfile.peek(1)  # silence here is bounded by the socket's timeout
+        arrived = self.rfile.peek(1)  # silence here is bounded by the socket's timeout
         timeout = self.settings.read_timeout
-        if timeout:
+        if timeout and b"\r\n\r\n" not in arrived:  # else it is all here: nothing to wait for
             self._deadline = gevent.Timeout(timeout, RequestTimeout)
             self._deadline.start()
         return super().read_requestline()
