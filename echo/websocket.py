@@ -177,19 +177,18 @@ class EchoWebSocket(WebSocket):
             except (EOFError, OSError):
                 self._lost(by="client")
             else:
+                # A client that never lets the socket run dry must not keep the
+                # others waiting (control frames, 125 bytes at most, count as empty).
+                self._budget.spend(fairness.EVENT_COST + getattr(event, "size", 0))
                 if isinstance(event, Message):
-                    # A client that never lets the socket run dry must not keep the others waiting.
-                    self._budget.spend(fairness.EVENT_COST + event.size)
                     if self.state is State.OPEN:
                         self.messages_in += 1
                         self.bytes_in += event.size
                         return event.data
                     # Data after our Close frame is discarded (RFC 6455 section 5.5.1).
                 elif isinstance(event, Ping):
-                    self._budget.spend(fairness.EVENT_COST + len(event.payload))
                     self._send_quietly(frames.OP_PONG, event.payload)
                 elif isinstance(event, Pong):
-                    self._budget.spend(fairness.EVENT_COST + len(event.payload))
                     self._on_pong(event.payload)
                 elif isinstance(event, Close):
                     self._on_close(event.code, event.reason)
