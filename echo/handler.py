@@ -139,20 +139,19 @@ class EchoHandler(WebSocketHandler):
             WSGIHandler.run_application(self)
             failed = False
         finally:
-            if self._upgraded:
-                self.websocket.when_closed(slots.give_back)
-            else:
-                slots.give_back()
             if not self._upgraded:
+                slots.give_back()
                 reason = _REJECTED_BY_APP.get(self.code, f"status_{self.code}")
                 metrics.handshake_rejected("error" if failed else reason)
-            elif failed or self.websocket.session is None:
-                self._end_session(failed)  # the view ran the connection, or failed
             else:
-                # The session runs once pywsgi is done (see handle()); without
-                # its socket, pywsgi neither drains nor closes the connection.
-                self.socket = None
-                self._hands_over = True
+                self.websocket.when_closed(slots.give_back)  # the connection's until it closes
+                if failed or self.websocket.session is None:
+                    self._end_session(failed)  # the view ran the connection, or failed
+                else:
+                    # The session runs once pywsgi is done (see handle()); without
+                    # its socket, pywsgi neither drains nor closes the connection.
+                    self.socket = None
+                    self._hands_over = True
 
     def _forget_request(self) -> None:
         """Keep only the connection and what ``log_request`` reads.
