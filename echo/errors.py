@@ -36,3 +36,7 @@ class RequestTimeout(Exception):
 
     Not an ``OSError``: pywsgi takes those for a vanished client and answers nothing.
     """
+
+
+class Evicted(RequestTimeout):
+    """Ended to make room: the pool was full and this request had been arriving the longest."""

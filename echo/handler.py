@@ -85,7 +85,7 @@ class EchoHandler(WebSocketHandler):
         except RequestTimeout as timeout:  # raised while the request line was read
             return self._handle_client_error(timeout)
         finally:
-            self._stop_deadline()
+            self._stop_waiting()
 
     def read_requestline(self) -> str:
         """Wait for a request's first byte, then bound the whole request by ``read_timeout``.
@@ -93,6 +93,7 @@ class EchoHandler(WebSocketHandler):
         A deadline per receive counts only silence: a client sending a byte
         every few seconds would hold its connection forever.
         """
+        self.server.unfinished.started()  # the first to end when the pool is full
         arrived = self.rfile.peek(1)  # silence here is bounded by the socket's timeout
         timeout = self.settings.read_timeout
         if timeout and b"\r\n\r\n" not in arrived:  # else it is all here: nothing to wait for
@@ -104,9 +105,11 @@ class EchoHandler(WebSocketHandler):
         try:
             return super().read_request(raw_requestline)
         finally:
-            self._stop_deadline()  # the application's time is its own
+            self._stop_waiting()  # the application's time is its own
 
-    def _stop_deadline(self) -> None:
+    def _stop_waiting(self) -> None:
+        """The request is here (or never will be): no deadline, and not the one to end for room."""
+        self.server.unfinished.finished()
         if self._deadline is not None:
             self._deadline.close()
             self._deadline = None

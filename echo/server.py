@@ -30,7 +30,9 @@ from gevent.pywsgi import WSGIServer
 from . import lingering, memory
 from .capacity import Capacity, default_limit
 from .config import CONFIG_KEY, Settings
+from .errors import Evicted
 from .throttled import ThrottledWarning
+from .unfinished import UnfinishedRequests
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,14 @@ class EchoServer(WSGIServer):
                 pool_size,
             )
         self.capacity = Capacity(limit or default_limit(pool_size))
+        self.unfinished = UnfinishedRequests()
+        if self.pool is not None:
+            self.full = self._full  # gevent sets it to the pool's full(); see _full
+        self._making_room = ThrottledWarning(
+            log,
+            "worker_connections reached: ending the oldest unfinished request (408) "
+            "to accept a new connection",
+        )
         self._trimmer = memory.Trimmer()
         self._resume: Any = None  # the timer that resumes accepting after a pause
         self._cannot_accept = ThrottledWarning(
@@ -72,6 +82,23 @@ class EchoServer(WSGIServer):
     @property
     def settings(self) -> Settings:
         return self.application.config[CONFIG_KEY]
+
+    def _full(self) -> bool:
+        """Whether accepting must wait; at the pool's limit, the oldest unfinished request yields.
+
+        Ending it can free its slot at once (the 408 sent, the greenlet gone),
+        so the pool is asked again. If it is still full, accepting resumes
+        when a slot frees, and is tried again after ACCEPT_PAUSE in case an
+        unfinished request has grown old enough to end by then.
+        """
+        if not self.pool.full():
+            return False
+        if self.unfinished.end_oldest():
+            self._making_room.happened()
+        if not self.pool.full():
+            return False
+        self._pause()
+        return True
 
     def do_read(self) -> tuple[socket.socket, Any] | None:
         """Accept a connection; out of file descriptors (or memory), pause instead of failing.
@@ -88,12 +115,16 @@ class EchoServer(WSGIServer):
             self._pause_accepting(error)
             return None
 
-    def _pause_accepting(self, error: OSError) -> None:
+    def _pause(self) -> None:
+        """Stop accepting for ACCEPT_PAUSE seconds."""
         self.stop_accepting()
         if self._resume is not None:
             self._resume.close()
         self._resume = self.loop.timer(ACCEPT_PAUSE)
         self._resume.start(self._start_accepting_if_started)
+
+    def _pause_accepting(self, error: OSError) -> None:
+        self._pause()
         in_use = self.pool.size - self.pool.free_count() if self.pool is not None else None
         self._cannot_accept.happened(
             error.strerror, resource.getrlimit(resource.RLIMIT_NOFILE)[0], in_use
@@ -129,6 +160,7 @@ class EchoServer(WSGIServer):
         gets a plain-text 400 saying to use TLS, as nginx does.
         """
         tls_socket = None
+        self.unfinished.started()
         try:
             with gevent.Timeout(self.settings.read_timeout or None, TimeoutError):
                 tls_socket = self.wrap_socket(
@@ -136,15 +168,19 @@ class EchoServer(WSGIServer):
                 )
                 tls_socket.do_handshake()
             return tls_socket
-        except OSError as error:  # ssl.SSLError is one
+        except (OSError, Evicted) as error:  # ssl.SSLError is an OSError
             log.info("TLS handshake with %s failed: %s", address, self._failure(error))
             if tls_socket is not None:
                 if _is_plain_http(error):
                     _answer_in_plain_text(tls_socket, self.settings.close_timeout)
                 tls_socket.close()
             return None
+        finally:
+            self.unfinished.finished()
 
-    def _failure(self, error: OSError) -> str:
+    def _failure(self, error: OSError | Evicted) -> str:
+        if isinstance(error, Evicted):
+            return "ended to make room for a new connection (worker_connections reached)"
         if isinstance(error, TimeoutError):
             return f"no complete TLS handshake within {self.settings.read_timeout:g} s"
         if _is_plain_http(error):

@@ -8,6 +8,7 @@ import ssl
 import struct
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -139,3 +140,21 @@ def test_normal_clients_get_through_while_slow_attacks_are_held(
         waited = dict(zip(("plain", "tls"), clients.map(echo_time, (plain, tls)), strict=True))
     print(f"\nnormal clients echoed after {waited}")
     assert all(seconds < READ_TIMEOUT + 1 for seconds in waited.values()), waited
+
+
+def test_at_worker_connections_the_oldest_unfinished_request_makes_room(gunicorn_server):
+    """120 trickling requests against a pool of 50 and the default 10 s read_timeout.
+
+    The 51st connection onwards wait in the backlog; each one accepted ends
+    the oldest request that has been arriving for a second or more (408), so
+    a new client is served within seconds, not after the attackers' deadlines.
+    """
+    server = gunicorn_server(GUNICORN_CMD_ARGS="--worker-connections 50")
+    with held(server.port, 120, b"G", b"E"):
+        waited = echo_time(server)
+        with urllib.request.urlopen(f"{server.http_url}/healthz", timeout=TIMEOUT) as health:
+            assert health.status == 200
+    print(f"\na new client echoed after {waited:.3f} s")
+    assert waited < 4, waited  # 10 s and more without making room
+    assert "worker_connections reached: ending the oldest unfinished request" in server.log()
+    assert "Traceback" not in server.log()
