@@ -139,10 +139,15 @@ def flood_without_reading(port: int) -> None:
         client.close()
 
 
-async def hold_idle(port: int) -> None:
-    conns = await loadgen.hold(loadgen.Target(port, raw_tcp=False), IDLE)
-    for conn in conns:
-        conn.transport.close()
+def hold_idle(port: int) -> None:
+    """IDLE connections opened, then closed."""
+
+    async def hold() -> None:
+        conns = await loadgen.hold(loadgen.Target(port, raw_tcp=False), IDLE)
+        for conn in conns:
+            conn.transport.close()
+
+    uvloop.run(hold())
 
 
 def memory_given_back(server: ServerProcess, probe_file: Path) -> list[str]:
@@ -150,14 +155,12 @@ def memory_given_back(server: ServerProcess, probe_file: Path) -> list[str]:
         cycle(server.ws_url, n)
     start = probe(server, probe_file)["rss"]
     failures = []
-    bursts = {
-        f"{BURST_CLIENTS} clients flooding 1 MiB messages": lambda: flood_without_reading(
-            server.port
-        ),
-        f"{IDLE:,} idle connections": lambda: uvloop.run(hold_idle(server.port)),
-    }
-    for name, burst in bursts.items():
-        burst()
+    bursts = [
+        (f"{BURST_CLIENTS} clients flooding 1 MiB messages", flood_without_reading),
+        (f"{IDLE:,} idle connections", hold_idle),
+    ]
+    for name, burst in bursts:
+        burst(server.port)
         settle(server, probe_file)
         settled = time.monotonic()
         with contextlib.suppress(AssertionError):

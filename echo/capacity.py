@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 
 from . import metrics
+from .handshake import HandshakeRejected
 from .throttled import ThrottledWarning
 
 log = logging.getLogger(__name__)
@@ -41,14 +42,17 @@ class Capacity:
         )
         metrics.set_websocket_limit(limit)
 
-    def take(self) -> bool:
-        """A slot for a new WebSocket, or ``False`` (counted and, now and then, logged)."""
-        if self.limit is None or self.taken < self.limit:
-            self.taken += 1
-            return True
-        metrics.handshake_rejected("capacity")
-        self._full.happened(self.limit)
-        return False
+    def take(self) -> None:
+        """A slot for a new WebSocket; ``HandshakeRejected`` (503) when none is left."""
+        if self.limit is not None and self.taken >= self.limit:
+            self._full.happened(self.limit)
+            raise HandshakeRejected(
+                "503 Service Unavailable",
+                f"this server holds its limit of {self.limit} WebSocket connections; retry later",
+                "capacity",
+                [("Retry-After", str(RETRY_AFTER))],
+            )
+        self.taken += 1
 
     def give_back(self) -> None:
         self.taken -= 1

@@ -23,9 +23,9 @@ import gevent
 from gevent.pywsgi import WSGIHandler
 from geventwebsocket.handler import WebSocketHandler
 
-from . import capacity, fairness, handshake, metrics
+from . import fairness, handshake, metrics
 from .config import Settings
-from .errors import RequestTimeout
+from .errors import Evicted, RequestTimeout
 from .websocket import EchoWebSocket, State
 
 log = logging.getLogger(__name__)
@@ -119,20 +119,14 @@ class EchoHandler(WebSocketHandler):
             WSGIHandler.run_application(self)
             return
         self.close_connection = True  # refused or upgraded, the connection ends here
+        slots = self.server.capacity
         try:
             handshake.check(self.environ)
+            slots.take()
         except handshake.HandshakeRejected as rejection:
             log.info("handshake rejected (%s): %s", rejection.status, rejection.reason)
             metrics.handshake_rejected(rejection.slug)
             self._respond(rejection.status, rejection.reason, rejection.headers)
-            return
-        slots = self.server.capacity
-        if not slots.take():
-            self._respond(
-                "503 Service Unavailable",
-                f"this server holds its limit of {slots.limit} WebSocket connections; retry later",
-                [("Retry-After", str(capacity.RETRY_AFTER))],
-            )
             return
         self.websocket = EchoWebSocket(self, self.settings)
         self.environ["wsgi.websocket"] = self.websocket
@@ -269,8 +263,10 @@ class EchoHandler(WebSocketHandler):
         """
         if isinstance(ex, (TimeoutError, RequestTimeout)):
             status, reason = "408 Request Timeout", "the request did not arrive in time"
+            metrics.request_unserved("evicted" if isinstance(ex, Evicted) else "timeout")
         else:
             status, reason = "400 Bad Request", "malformed or oversized HTTP request"
+            metrics.request_unserved("malformed")
         log.info(
             "rejected request from %s: %s (%s)", self.client_address, reason, type(ex).__name__
         )
@@ -278,8 +274,9 @@ class EchoHandler(WebSocketHandler):
         head = (
             f"HTTP/1.1 {status}\r\nConnection: close\r\n"
             f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
-        return status, head.encode() + body
+        ).encode()
+        self.response_length = len(head) + len(body)  # for the access log, as pywsgi leaves 0
+        return status, head + body
 
     def _respond(self, status: str, reason: str, headers: handshake.Headers) -> None:
         body = f"{reason}\n".encode()

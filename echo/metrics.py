@@ -46,6 +46,14 @@ WEBSOCKET_LIMIT = Gauge(
     "WebSockets the server holds before answering handshakes 503 (0: no limit).",
     multiprocess_mode="livesum",
 )
+UNSERVED = Counter(
+    "echo_unserved_requests",
+    "Requests and TLS handshakes ended before the application saw them, by reason.",
+    ["reason"],
+)
+ACCEPT_PAUSES = Counter(
+    "echo_accept_pauses", "Pauses in accepting connections: out of file descriptors or memory."
+)
 PING_RTT = Histogram(
     "echo_ping_rtt_seconds",
     "Time from a keepalive Ping to its Pong.",
@@ -70,6 +78,10 @@ def render() -> tuple[bytes, str]:
 
 def handshake_rejected(reason: str) -> None:
     HANDSHAKES.labels("rejected", reason).inc()
+
+
+def request_unserved(reason: str) -> None:
+    UNSERVED.labels(reason).inc()
 
 
 def set_websocket_limit(limit: int | None) -> None:

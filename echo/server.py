@@ -27,7 +27,7 @@ import gevent
 from gevent import socket
 from gevent.pywsgi import WSGIServer
 
-from . import lingering, memory
+from . import lingering, memory, metrics
 from .capacity import Capacity, default_limit
 from .config import CONFIG_KEY, Settings
 from .errors import Evicted
@@ -53,6 +53,7 @@ class EchoServer(WSGIServer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.settings: Settings = self.application.config[CONFIG_KEY]
         pool_size = self.pool.size if self.pool is not None else None
         limit = self.settings.max_websockets
         if limit is not None and pool_size is not None and limit >= pool_size:
@@ -78,10 +79,6 @@ class EchoServer(WSGIServer):
             f"cannot accept connections: %s (open-file limit %d, %s connections open); "
             f"accepting pauses for {ACCEPT_PAUSE:g} s at a time",
         )
-
-    @property
-    def settings(self) -> Settings:
-        return self.application.config[CONFIG_KEY]
 
     def _full(self) -> bool:
         """Whether accepting must wait; at the pool's limit, the oldest unfinished request yields.
@@ -125,6 +122,7 @@ class EchoServer(WSGIServer):
 
     def _pause_accepting(self, error: OSError) -> None:
         self._pause()
+        metrics.ACCEPT_PAUSES.inc()
         in_use = self.pool.size - self.pool.free_count() if self.pool is not None else None
         self._cannot_accept.happened(
             error.strerror, resource.getrlimit(resource.RLIMIT_NOFILE)[0], in_use
@@ -170,6 +168,7 @@ class EchoServer(WSGIServer):
             return tls_socket
         except (OSError, Evicted) as error:  # ssl.SSLError is an OSError
             log.info("TLS handshake with %s failed: %s", address, self._failure(error))
+            metrics.request_unserved(_unserved_reason(error))
             if tls_socket is not None:
                 if _is_plain_http(error):
                     _answer_in_plain_text(tls_socket, self.settings.close_timeout)
@@ -188,6 +187,12 @@ class EchoServer(WSGIServer):
         if isinstance(error, ssl.SSLError) and getattr(error, "library", None):  # from OpenSSL
             return f"TLS error {error.reason}"
         return f"the client left ({type(error).__name__})"
+
+
+def _unserved_reason(error: OSError | Evicted) -> str:
+    if isinstance(error, Evicted):
+        return "evicted"
+    return "tls_timeout" if isinstance(error, TimeoutError) else "tls_failed"
 
 
 def _is_plain_http(error: OSError) -> bool:

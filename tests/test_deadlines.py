@@ -37,11 +37,13 @@ def trickle(port: int, request: bytes) -> tuple[bytes, float]:
 
 def test_trickling_request_gets_408_read_timeout_after_its_first_byte(gunicorn_server):
     server = gunicorn_server(**FAST)
+    timed_out = server.metric("echo_unserved_requests_total", reason="timeout")
     request = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slow\r\n" * 10
     answer, waited = trickle(server.port, request)
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert answer.endswith(b"\r\n\r\nthe request did not arrive in time\n")
     assert READ_TIMEOUT - 0.1 < waited < READ_TIMEOUT + 1
+    assert server.metric("echo_unserved_requests_total", reason="timeout") == timed_out + 1
 
 
 def test_request_line_stalled_before_its_end_gets_408_and_a_log_line(gunicorn_server):
@@ -66,6 +68,7 @@ def client_hello() -> bytes:
 @pytest.mark.parametrize("sent", [b"", client_hello()[:60]], ids=["nothing", "half-a-client-hello"])
 def test_stalled_tls_handshake_is_closed_after_read_timeout(tls_gunicorn_server, sent):
     server = tls_gunicorn_server(**FAST)
+    timed_out = server.metric("echo_unserved_requests_total", reason="tls_timeout")
     with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
         port = sock.getsockname()[1]
         started = time.monotonic()
@@ -75,6 +78,7 @@ def test_stalled_tls_handshake_is_closed_after_read_timeout(tls_gunicorn_server,
     line = server.log_line(f"TLS handshake with ('127.0.0.1', {port}) failed")
     assert line.endswith(f"failed: no complete TLS handshake within {READ_TIMEOUT:g} s")
     assert "Traceback" not in server.log()
+    assert server.metric("echo_unserved_requests_total", reason="tls_timeout") == timed_out + 1
 
 
 def test_aborted_tls_handshakes_are_one_info_line_each(tls_gunicorn_server):
@@ -157,4 +161,5 @@ def test_at_worker_connections_the_oldest_unfinished_request_makes_room(gunicorn
     print(f"\na new client echoed after {waited:.3f} s")
     assert waited < 4, waited  # 10 s and more without making room
     assert "worker_connections reached: ending the oldest unfinished request" in server.log()
+    assert server.metric("echo_unserved_requests_total", reason="evicted") >= 1
     assert "Traceback" not in server.log()

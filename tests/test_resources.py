@@ -45,6 +45,7 @@ def test_out_of_file_descriptors_pauses_accepting_and_keeps_sessions():
                 conn.close()
             pending = [conn for conn in pending if conn not in upgraded]
             rounds += 1
+        assert server.metric("echo_accept_pauses_total") >= 1
         log = server.log()
     assert rounds >= 3
     assert log.count("cannot accept connections: Too many open files") == 1
