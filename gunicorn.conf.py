@@ -34,7 +34,8 @@ worker_connections = 1000
 # --- Logging ---------------------------------------------------------------
 # One access-log line per HTTP request, and per WebSocket session when it ends:
 # gunicorn's usual atoms (%(L)s is then the session's duration) plus
-# %({echo.session}e)s = "id=... in=MESSAGES/BYTES out=MESSAGES/BYTES close=CODE by=WHO".
+# %({echo.session}e)s = "id=... subprotocol=NAME compression=permessage-deflate
+# in=MESSAGES/BYTES out=MESSAGES/BYTES close=CODE by=WHO" ("-": nothing negotiated).
 # Client addresses from X-Forwarded-For are used for proxies in
 # forwarded_allow_ips (default: 127.0.0.1,::1).
 accesslog = "-"
@@ -55,6 +56,8 @@ try:
         close_timeout=5.0,  # ECHO_CLOSE_TIMEOUT, seconds
         read_timeout=10.0,  # ECHO_READ_TIMEOUT, seconds; 0 disables
         max_websockets="auto",  # ECHO_MAX_WEBSOCKETS: auto = worker_connections less 10 %
+        subprotocols="*",  # ECHO_SUBPROTOCOLS: * = the first offered, e.g. "mqtt,wamp.2.json"
+        compression=True,  # ECHO_COMPRESSION: accept permessage-deflate
         metrics=True,  # ECHO_METRICS: serve /metrics
     )
 except ConfigError as error:

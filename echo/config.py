@@ -16,6 +16,9 @@ from dataclasses import Field, dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
+from websockets.exceptions import InvalidHeaderFormat
+from websockets.headers import parse_subprotocol
+
 ENV_PREFIX = "ECHO_"
 # Where create_app() keeps the Settings, for the routes and the handler.
 CONFIG_KEY = "ECHO_SETTINGS"
@@ -80,6 +83,18 @@ def _count_or_auto(raw: Any) -> int | None:
     return int(text)
 
 
+def _subprotocols(raw: Any) -> tuple[str, ...] | None:
+    text = raw if isinstance(raw, str) else ",".join(raw)
+    if text.strip() == "*":
+        return None
+    if not text.strip():
+        return ()
+    try:
+        return tuple(parse_subprotocol(text.strip()))
+    except InvalidHeaderFormat:
+        raise ValueError("must be * or comma-separated tokens such as mqtt,graphql-ws") from None
+
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -130,6 +145,15 @@ class Settings:
         " less 10 % (at most 100), so plain HTTP always finds a slot.",
         unset="auto",
     )
+    subprotocols: tuple[str, ...] | None = _setting(
+        None,
+        _subprotocols,
+        "Subprotocols the server selects from (comma-separated): the first the client offers"
+        " that is listed; * selects the first offered; empty selects none.",
+    )
+    compression: bool = _setting(
+        True, _flag, "Accept permessage-deflate (RFC 7692) when the client offers it."
+    )
     metrics: bool = _setting(True, _flag, "Serve Prometheus metrics at /metrics.")
 
     @classmethod
@@ -169,4 +193,6 @@ def _render(value: Any, setting: Field) -> str:
         return "on" if value else "off"
     if isinstance(value, frozenset):
         return ",".join(sorted(value))
+    if isinstance(value, tuple):
+        return ",".join(value)
     return str(value)

@@ -18,6 +18,8 @@ OP_PONG = 0xA
 DATA_OPCODES = frozenset({OP_CONTINUATION, OP_TEXT, OP_BINARY})
 CONTROL_OPCODES = frozenset({OP_CLOSE, OP_PING, OP_PONG})
 MAX_CONTROL_PAYLOAD = 125
+#: The first header bit RFC 6455 reserves; permessage-deflate marks compressed messages with it.
+RSV1 = 0x40
 
 # Codes an endpoint may send (RFC 6455 section 7.4 and the IANA registry);
 # 1005, 1006 and 1015 only ever describe a closure, they never go on the wire.
@@ -33,7 +35,7 @@ def is_sendable_close_code(code: int) -> bool:
 
 
 def encode_header(opcode: int, length: int, fin: bool = True) -> bytes:
-    """The header of an unmasked (server-to-client) frame."""
+    """The header of an unmasked (server-to-client) frame; ``opcode | RSV1`` marks it compressed."""
     first = opcode | 0x80 if fin else opcode
     if length < 126:
         return bytes((first, length))

@@ -23,7 +23,7 @@ import gevent
 from gevent.pywsgi import WSGIHandler
 from geventwebsocket.handler import WebSocketHandler
 
-from . import fairness, handshake, metrics
+from . import fairness, handshake, metrics, negotiation
 from .config import Settings
 from .errors import Evicted, RequestTimeout
 from .websocket import EchoWebSocket, State
@@ -122,13 +122,14 @@ class EchoHandler(WebSocketHandler):
         slots = self.server.capacity
         try:
             handshake.check(self.environ)
+            agreement = negotiation.negotiate(self.environ, self.settings)
             slots.take()
         except handshake.HandshakeRejected as rejection:
             log.info("handshake rejected (%s): %s", rejection.status, rejection.reason)
             metrics.handshake_rejected(rejection.slug)
             self._respond(rejection.status, rejection.reason, rejection.headers)
             return
-        self.websocket = EchoWebSocket(self, self.settings)
+        self.websocket = EchoWebSocket(self, self.settings, agreement)
         self.environ["wsgi.websocket"] = self.websocket
         self.environ["wsgi.websocket_version"] = handshake.VERSION
         failed = True
@@ -231,10 +232,10 @@ class EchoHandler(WebSocketHandler):
         rfile.close()  # frees its buffer; the socket stays open
         return b"".join(chunks)
 
-    def complete_handshake(self) -> None:
-        """Send the 101 response (called by ``EchoWebSocket.accept``)."""
+    def complete_handshake(self, negotiated: handshake.Headers) -> None:
+        """Send the 101, with the ``negotiated`` headers (called by ``EchoWebSocket.accept``)."""
         WSGIHandler.start_response(
-            self, "101 Switching Protocols", handshake.response_headers(self.environ)
+            self, "101 Switching Protocols", handshake.response_headers(self.environ) + negotiated
         )
         self.write(b"")
 

@@ -11,6 +11,10 @@ it in one loop, without a call per header or payload: a message sent in
 64-byte fragments costs a few hundred nanoseconds a frame (bench/README.md).
 Consumed bytes are let go before the next receive, so an idle connection
 holds no buffer.
+
+A compressed message (permessage-deflate) is inflated piece by piece as it
+arrives, each piece bounded by what the message may still grow by, so
+``max_message_size`` limits the decompressed size before it is in memory.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import codecs
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import frames
+from . import deflate, frames
+from .deflate import Deflate
 from .errors import InvalidUTF8, MessageTooBig, ProtocolError
 
 # How much one receive asks for when parsing frames out of a stream.
@@ -31,6 +36,9 @@ CHUNK_SIZE = 256 * 1024
 JOIN_EVERY = 256
 
 _KNOWN_OPCODES = frames.DATA_OPCODES | frames.CONTROL_OPCODES
+_RSV1 = frames.RSV1
+_RSV1_RSV2_RSV3 = 0x70
+_RSV2_RSV3 = 0x30
 
 #: ``receive(size, idle)``: up to ``size`` bytes, ``b""`` at end of stream.
 #: ``idle`` is true when no frame has begun and no fragmented message is in
@@ -71,7 +79,13 @@ Event = Message | Ping | Pong | Close
 class MessageReader:
     """Reads events through ``receive``, starting with the ``pending`` bytes already read."""
 
-    def __init__(self, receive: Receive, max_message_size: int, pending: bytes = b"") -> None:
+    def __init__(
+        self,
+        receive: Receive,
+        max_message_size: int,
+        pending: bytes = b"",
+        compression: Deflate | None = None,
+    ) -> None:
         self._receive = receive
         self._buffer = pending  # received, parsed up to _position
         self._position = 0
@@ -79,8 +93,14 @@ class MessageReader:
         self._opcode: int | None = None  # of the message being assembled
         self._parts: list[str] | list[bytes] = []  # pieces of the message, not yet joined
         self._joined: list[str] | list[bytes] = []  # runs of JOIN_EVERY pieces, joined
-        self._size = 0
+        self._size = 0  # of the message, decompressed
         self._undecoded = b""  # the start of a UTF-8 sequence split across fragments
+        # permessage-deflate: RSV1 marks a compressed message (RFC 7692 section 6).
+        self._deflate = compression
+        self._reserved_bits = _RSV2_RSV3 if compression else _RSV1_RSV2_RSV3
+        self._inflating = False  # the message being assembled is compressed
+        self._wire_size = 0  # of a compressed message, as received
+        self._max_wire_size = deflate.max_compressed_size(max_message_size)
 
     def read_event(self) -> Event:
         """Block until the next message or control frame is complete.
@@ -98,12 +118,15 @@ class MessageReader:
             opcode, length = first & 0x0F, second & 0x7F
             header_size = 6 if length < 126 else 8 if length == 126 else 14
             if (
-                first & 0x70
+                first & self._reserved_bits
                 or not second & 0x80
                 or opcode not in _KNOWN_OPCODES
-                or (opcode >= 0x8 and (not first & 0x80 or length > frames.MAX_CONTROL_PAYLOAD))
+                or (
+                    opcode >= 0x8
+                    and (first & _RSV1 or not first & 0x80 or length > frames.MAX_CONTROL_PAYLOAD)
+                )
             ):
-                _reject_header(first, second)
+                _reject_header(first, second, self._reserved_bits)
             if opcode >= 0x8:  # a control frame: parsed only once wholly here
                 end = position + header_size + length
                 if len(buffer) < end:
@@ -123,7 +146,7 @@ class MessageReader:
                 length = int.from_bytes(buffer[position + 2 : position + 10], "big")
                 if length >> 63:
                     raise ProtocolError("frame length has its most significant bit set")
-            self._begin_frame(opcode, length)
+            self._begin_frame(opcode, length, first & _RSV1)
             start = position + header_size
             mask = buffer[start - 4 : start]
             end = start + length
@@ -148,18 +171,26 @@ class MessageReader:
             rest = self._buffer = rest + data if rest else data
             idle = False
 
-    def _begin_frame(self, opcode: int, length: int) -> None:
+    def _begin_frame(self, opcode: int, length: int, compressed: int) -> None:
         if opcode == frames.OP_CONTINUATION:
             if self._opcode is None:
                 raise ProtocolError("continuation frame with no message to continue")
+            if compressed:
+                raise ProtocolError("RSV1 set on a continuation frame")
         elif self._opcode is not None:
             raise ProtocolError("new message started before the previous one ended")
         else:
             self._opcode = opcode
             self._undecoded = b""
-        if length > self._max_size - self._size:
+            self._inflating = bool(compressed)
+        if self._inflating:  # the decompressed size is checked as it is inflated
+            if length > self._max_wire_size - self._wire_size:
+                raise MessageTooBig(f"compressed message over {self._max_wire_size} bytes")
+            self._wire_size += length
+        elif length > self._max_size - self._size:
             raise MessageTooBig(f"message over the {self._max_size}-byte limit")
-        self._size += length
+        else:
+            self._size += length
 
     def _read_payload(self, length: int, mask: bytes) -> None:
         """A payload that has not wholly arrived: buffered part first, then receives."""
@@ -176,6 +207,9 @@ class MessageReader:
 
     def _keep(self, data: bytes) -> None:
         """Add a piece of the message (UTF-8 checked if text), joining every JOIN_EVERY."""
+        if self._inflating:
+            data = self._deflate.inflate(data, self._max_size - self._size)
+            self._size += len(data)
         parts = self._parts
         parts.append(self._decode(data) if self._opcode == frames.OP_TEXT else data)
         if len(parts) == JOIN_EVERY:
@@ -186,6 +220,12 @@ class MessageReader:
         return ("" if self._opcode == frames.OP_TEXT else b"").join(pieces)
 
     def _end_message(self) -> Message:
+        if self._inflating:
+            rest = self._deflate.end_message(self._max_size - self._size)
+            self._inflating, self._wire_size = False, 0
+            if rest:
+                self._size += len(rest)
+                self._keep(rest)
         if self._opcode == frames.OP_TEXT and self._undecoded:
             self._decode(b"", final=True)  # raises: the message ends mid-sequence
         pieces = [*self._joined, self._join(self._parts)] if self._joined else self._parts
@@ -212,11 +252,13 @@ class MessageReader:
         return text
 
 
-def _reject_header(first: int, second: int) -> None:
+def _reject_header(first: int, second: int, reserved_bits: int) -> None:
     """Raise the error for a frame header the fast check refused."""
     opcode = first & 0x0F
-    if first & 0x70:
-        raise ProtocolError("reserved bits set but no extension was negotiated")
+    if first & reserved_bits:
+        raise ProtocolError("reserved bits set that no negotiated extension defines")
+    if opcode >= 0x8 and first & _RSV1:
+        raise ProtocolError("RSV1 set on a control frame")
     if opcode not in _KNOWN_OPCODES:
         raise ProtocolError(f"reserved opcode {opcode:#x}")
     if not second & 0x80:

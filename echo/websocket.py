@@ -32,7 +32,9 @@ from geventwebsocket.websocket import WebSocket
 
 from . import fairness, frames, lingering
 from .config import Settings
+from .deflate import Deflate
 from .errors import ConnectionClosed, ProtocolError
+from .negotiation import NOTHING, Agreement
 from .reader import Close, Message, MessageReader, Ping, Pong
 
 if TYPE_CHECKING:
@@ -59,10 +61,15 @@ class EchoWebSocket(WebSocket):
     # This process's open connections, so shutdown can close every one.
     _open: ClassVar[weakref.WeakSet[EchoWebSocket]] = weakref.WeakSet()
 
-    def __init__(self, handler: EchoHandler, settings: Settings) -> None:
+    def __init__(
+        self, handler: EchoHandler, settings: Settings, agreement: Agreement = NOTHING
+    ) -> None:
         # The parent's __init__ wires up its own frame path, which is not used.
         self._handler: EchoHandler | None = handler  # until the handshake is complete
         self.settings = settings
+        self._agreement = agreement  # until the handshake is complete
+        self.subprotocol: str | None = agreement.subprotocol
+        self._deflate = Deflate(agreement.deflate) if agreement.deflate else None
         self.state = State.CONNECTING
         self.id = f"{os.getpid()}-{next(_connection_ids)}"  # in this connection's log lines
         self.close_code: int | None = None  # set once closing starts, 1005/1006 included
@@ -108,13 +115,16 @@ class EchoWebSocket(WebSocket):
         pending = self._handler.take_over_input()
         # Reads set their own deadline (_receive); writes have none (keepalive).
         self._socket.settimeout(None)
-        self._reader = MessageReader(self._receive, self.settings.max_message_size, pending)
+        self._reader = MessageReader(
+            self._receive, self.settings.max_message_size, pending, self._deflate
+        )
         self.state = State.OPEN
         self._open.add(self)
         self.session = session
         handler, self._handler = self._handler, None
+        headers, self._agreement = self._agreement.response_headers(), None
         try:
-            handler.complete_handshake()
+            handler.complete_handshake(headers)
         except OSError:
             self._lost(by="client")  # it left during the handshake: no error, no traceback
 
@@ -126,10 +136,12 @@ class EchoWebSocket(WebSocket):
             self._closed_callbacks.append(callback)
 
     def summary(self) -> str:
-        """One line for the access log: traffic each way, the close code and who closed."""
+        """One line for the access log: what was negotiated, traffic each way, how it ended."""
         return (
-            f"id={self.id} in={self.messages_in}/{self.bytes_in}B "
-            f"out={self.messages_out}/{self.bytes_out}B close={self.close_code} by={self.closed_by}"
+            f"id={self.id} subprotocol={self.subprotocol or '-'}"
+            f" compression={'permessage-deflate' if self._deflate else '-'}"
+            f" in={self.messages_in}/{self.bytes_in}B out={self.messages_out}/{self.bytes_out}B"
+            f" close={self.close_code} by={self.closed_by}"
         )
 
     def _receive(self, size: int, idle: bool) -> bytes:
@@ -206,11 +218,19 @@ class EchoWebSocket(WebSocket):
         self.bytes_out += len(payload)
 
     def send_frame(self, message: bytes | bytearray | memoryview, opcode: int) -> None:
-        """Write one whole frame; raises ``ConnectionClosed`` if it cannot be sent."""
+        """Write one whole frame, a data frame compressed if negotiated.
+
+        Raises ``ConnectionClosed`` if it cannot be sent. Compression happens
+        under the send lock: with context takeover, messages must be
+        compressed in the order they are sent.
+        """
         with self._send_lock:
             if not _may_send(self.state, opcode):
                 raise ConnectionClosed(f"cannot send on a {self.state.value} connection")
-            self._write(opcode, message)
+            if self._deflate is not None and opcode in frames.DATA_OPCODES:
+                self._write(opcode | frames.RSV1, self._deflate.compress(message))
+            else:
+                self._write(opcode, message)
 
     def _write(self, opcode: int, payload: bytes | bytearray | memoryview) -> None:
         header = frames.encode_header(opcode, len(payload))

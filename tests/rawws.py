@@ -106,6 +106,9 @@ class RawClient:
         fields = (line.decode().rstrip().split(": ", 1) for line in response[1:])
         self.headers = {name.lower(): value for name, value in fields}
         assert self.headers["sec-websocket-accept"] == handshake.accept_key(key)
+        # permessage-deflate lets the server set RSV1 (on a compressed message's first frame).
+        negotiated = self.headers.get("sec-websocket-extensions", "")
+        self.allowed_rsv = 0x40 if negotiated.startswith("permessage-deflate") else 0
 
     def send(self, opcode: int, payload: bytes = b"", **options: object) -> None:
         self.sock.sendall(encode_frame(opcode, payload, **options))
@@ -118,7 +121,8 @@ class RawClient:
         """
         head = self._read(2)
         assert not head[1] & 0x80, "server frames must not be masked"
-        assert not head[0] & 0x70, "server frames must not set reserved bits"
+        assert not head[0] & 0x70 & ~self.allowed_rsv, "reserved bits set without an extension"
+        self.rsv1 = bool(head[0] & 0x40)  # of the last frame received
         length = head[1] & 0x7F
         if length == 126:
             (length,) = struct.unpack("!H", self._read(2))

@@ -39,7 +39,7 @@ def test_fragments_summing_over_limit_close_1009(server):
 
 def test_oversized_message_does_not_grow_server_memory(server):
     """2 MiB against the 1 MiB limit: peak RSS must not rise by anything like 2 MiB."""
-    with connect(server.ws_url, max_size=None) as ws:
+    with connect(server.ws_url, max_size=None, compression=None) as ws:
         ws.send("warm up")
         assert ws.recv() == "warm up"
         with server.peak_rss_growth() as peak:

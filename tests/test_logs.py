@@ -32,7 +32,11 @@ def test_session_line_counts_traffic_and_who_closed(server):
         ws.close(4000, "bye")
     line = server.log_line(agent)
     assert '"GET /ws HTTP/1.1" 101 ' in line
-    assert re.search(r" \d+\.\d{6}s id=\d+-\d+ in=2/8B out=2/8B close=4000 by=client$", line), line
+    assert re.search(
+        r" \d+\.\d{6}s id=\d+-\d+ subprotocol=- compression=permessage-deflate"
+        r" in=2/8B out=2/8B close=4000 by=client$",
+        line,
+    ), line
 
 
 def test_dev_server_logs_each_session_when_it_ends():
@@ -44,7 +48,11 @@ def test_dev_server_logs_each_session_when_it_ends():
             ws.close(4000, "bye")
         line = server.log_line(marker)
     request = rf'"GET /ws\?{marker} HTTP/1\.1" 101 \d+ \d+\.\d{{6}}'
-    assert re.search(rf"{request} id=\S+ in=1/5B out=1/5B close=4000 by=client$", line), line
+    assert re.search(
+        rf"{request} id=\S+ subprotocol=- compression=permessage-deflate"
+        r" in=1/5B out=1/5B close=4000 by=client$",
+        line,
+    ), line
 
 
 def test_server_close_is_logged_with_the_connection_id(server):
@@ -89,5 +97,7 @@ def test_access_log_format_is_configurable_the_gunicorn_way():
             ws.close(4000)
         line = server.log_line(agent)
         assert re.fullmatch(
-            rf"127\.0\.0\.1 101 {agent} id=\S+ in=0/0B out=0/0B close=4000 by=client", line
+            rf"127\.0\.0\.1 101 {agent} id=\S+ subprotocol=- compression=permessage-deflate"
+            r" in=0/0B out=0/0B close=4000 by=client",
+            line,
         )
