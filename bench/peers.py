@@ -5,6 +5,9 @@
   and no limit on a message's fragments (ours has none below its size limit;
   websockets' default of 4096 fails Autobahn 9.3.1-9.4.2 early, which would
   make its 9.x time look shorter than a full run).
+- ``websockets-deflate``: the same with websockets' default compression
+  (permessage-deflate, 12-bit windows, memLevel 5), for RSS per compressed
+  connection.
 - ``tcp``: a raw TCP echo on uvloop, the ceiling for any WebSocket server.
 """
 
@@ -15,14 +18,14 @@ import os
 import sys
 
 
-async def websockets_echo(port: int) -> None:
+async def websockets_echo(port: int, compression: str | None) -> None:
     from websockets.asyncio.server import serve
 
     async def echo(ws) -> None:
         async for message in ws:
             await ws.send(message)
 
-    async with serve(echo, "127.0.0.1", port, max_size=None, compression=None) as server:
+    async with serve(echo, "127.0.0.1", port, max_size=None, compression=compression) as server:
         await server.serve_forever()
 
 
@@ -43,9 +46,9 @@ async def tcp_echo(port: int) -> None:
 
 def main() -> None:
     kind, port = sys.argv[1], int(os.environ["PORT"])
-    if kind == "websockets":
+    if kind.startswith("websockets"):
         os.environ.setdefault("WEBSOCKETS_MAX_FRAGMENTS", str(1 << 30))  # read at import
-        asyncio.run(websockets_echo(port))
+        asyncio.run(websockets_echo(port, "deflate" if kind == "websockets-deflate" else None))
     else:
         import uvloop
 

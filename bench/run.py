@@ -1,5 +1,9 @@
 """``make bench``: this server against python websockets and a raw TCP echo, in one run.
 
+Compression is off for the throughput workloads (the load generator offers
+none); RSS per idle compressed connection is measured apart, against
+websockets with its compression on.
+
 Every workload runs RUNS times against each server; the table shows medians
 and ratios, and goes to bench/results.md. The load generator (this process,
 on uvloop) reports its own CPU use: near 100 % of a core would mean it, not
@@ -19,6 +23,7 @@ from datetime import date
 from pathlib import Path
 
 import uvloop
+from websockets.asyncio.client import connect as ws_connect
 
 from conformance.run import run_kosoku
 from tests.servers import GUNICORN, ROOT, ServerProcess, proc_status
@@ -28,6 +33,7 @@ from .loadgen import Measured, Target
 
 SECONDS, RUNS = 2.0, 3
 IDLE, MANY = 5_000, 10_000
+COMPRESSED_IDLE = 2_000  # the clients' own zlib streams take memory too
 RESULTS = Path(__file__).with_name("results.md")
 SERVERS: dict[str, Callable[[], ServerProcess]] = {
     "echo": lambda: ServerProcess(
@@ -38,6 +44,13 @@ SERVERS: dict[str, Callable[[], ServerProcess]] = {
         [sys.executable, "-m", "bench.peers", "websockets"], health_path=None
     ),
     "tcp": lambda: ServerProcess([sys.executable, "-m", "bench.peers", "tcp"], health_path=None),
+}
+# The same servers with permessage-deflate on (ours by default).
+COMPRESSING: dict[str, Callable[[], ServerProcess]] = {
+    "echo": SERVERS["echo"],
+    "websockets": lambda: ServerProcess(
+        [sys.executable, "-m", "bench.peers", "websockets-deflate"], health_path=None
+    ),
 }
 WORKLOADS: dict[str, Callable[[Target], Awaitable[Measured]]] = {
     "32 B round trips/s, 1 connection": lambda t: loadgen.round_trips(t, 1, 32, SECONDS),
@@ -80,6 +93,50 @@ def idle_rss(target: Target, pid: int) -> float:
         return (after - before) / IDLE
 
     return uvloop.run(hold_and_measure())
+
+
+def compressed_idle_rss(url: str, pid: int, used: bool) -> float:
+    """Bytes of server RSS per connection that negotiated permessage-deflate, then went idle.
+
+    The clients are python websockets' (compression on by default). With
+    ``used``, each first echoes one compressed message, so both directions'
+    zlib streams exist on either server.
+    """
+
+    async def hold_and_measure() -> float:
+        before = proc_status(pid, "VmRSS")
+        conns = []
+        for _ in range(0, COMPRESSED_IDLE, 200):
+            conns += await asyncio.gather(
+                *(ws_connect(url, ping_interval=None, max_size=None) for _ in range(200))
+            )
+        assert all(conn.protocol.extensions for conn in conns), "compression not negotiated"
+        if used:
+            for conn in conns:
+                await conn.send("compress me " * 10)
+                await conn.recv()
+        await asyncio.sleep(1)
+        after = proc_status(pid, "VmRSS")
+        await asyncio.gather(*(conn.close() for conn in conns))
+        return (after - before) / COMPRESSED_IDLE
+
+    return uvloop.run(hold_and_measure())
+
+
+def compressed_rows() -> dict[str, str]:
+    """RSS per idle compressed connection, each figure on a fresh server."""
+    rows = {}
+    for used, label in ((False, "negotiated"), (True, "after one compressed echo")):
+        rss = {}
+        for name, make in COMPRESSING.items():
+            with make() as server:
+                url = server.ws_url if name == "echo" else f"ws://127.0.0.1:{server.port}/"
+                rss[name] = compressed_idle_rss(url, server_pid(name, server), used) / 1024
+        rows[f"RSS per idle connection with compression {label}, KiB ({COMPRESSED_IDLE:,})"] = (
+            f"echo {rss['echo']:.1f}, websockets {rss['websockets']:.1f}"
+            f" ({rss['echo'] / rss['websockets']:.2f}x)"
+        )
+    return rows
 
 
 def autobahn_9(url: str, label: str) -> str:
@@ -144,6 +201,7 @@ def main() -> int:
             if name == "websockets":
                 url = f"ws://127.0.0.1:{server.port}/"
                 extra["Autobahn 9.x, websockets"] = autobahn_9(url, "websockets")
+    extra.update(compressed_rows())
     extra["load generator CPU (max over runs)"] = f"{max(client_cpu):.0f} % of one core"
     extra["run"] = (
         f"{date.today().isoformat()}, {os.cpu_count()} cores, {platform.machine()}, "

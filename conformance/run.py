@@ -24,19 +24,27 @@ from tests.servers import GUNICORN, ROOT, ServerProcess
 
 REPORT_DIR = ROOT / "reports" / "conformance"
 SUMMARY = ROOT / "conformance" / "summary.json"
-SERVER_ENV = {"ECHO_MAX_MESSAGE_SIZE": "16MiB", "ECHO_PING_INTERVAL": "0"}
+SERVER_ENV = {"ECHO_MAX_MESSAGE_SIZE": "16MiB", "ECHO_PING_INTERVAL": "0", "WEB_CONCURRENCY": "2"}
+# Cases at a time, one per worker: sections 12-13 compress about 1 GB each way.
+PARALLEL = 2
 PASSING = {"OK", "INFORMATIONAL"}
 BEHAVIOURS = ["OK", "NON-STRICT", "FAILED", "INFORMATIONAL", "UNIMPLEMENTED"]
 
 
 def run_kosoku(
-    url: str, report_dir: Path, include: Sequence[str] = ()
+    url: str, report_dir: Path, include: Sequence[str] = (), parallel: int = 1
 ) -> tuple[dict[str, dict], float]:
     """Run the cases (all, or those matching ``include``) against ``url``: results and seconds."""
     shutil.rmtree(report_dir, ignore_errors=True)
     report_dir.mkdir(parents=True)
     selection = [arg for pattern in include for arg in ("-i", pattern)]
-    command = [Path(sys.executable).with_name("kosoku"), *selection, "-o", report_dir, url]
+    command = [
+        Path(sys.executable).with_name("kosoku"),
+        *selection,
+        *("-p", str(parallel)),
+        *("-o", report_dir),
+        url,
+    ]
     started = time.monotonic()
     # kosoku's exit status is not the verdict (it counts INFORMATIONAL cases
     # as failed): the report is read instead.
@@ -49,7 +57,7 @@ def run_kosoku(
 
 def run_suite() -> tuple[dict[str, dict], float]:
     with ServerProcess(GUNICORN, SERVER_ENV) as server:
-        return run_kosoku(server.ws_url, REPORT_DIR)
+        return run_kosoku(server.ws_url, REPORT_DIR, parallel=PARALLEL)
 
 
 def summarize(cases: dict[str, dict]) -> dict[int, dict]:

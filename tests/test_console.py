@@ -191,3 +191,38 @@ def test_console_offers_wss_over_https(tls_server, browser):
     send(page, "over TLS")
     expect(rows(page, "received").last).to_contain_text("over TLS")
     context.close()
+
+
+ROUND_TRIP_JS = """async url => {
+    const ws = new WebSocket(url, ["v2.chat.example", "chat"]);
+    ws.binaryType = "arraybuffer";
+    await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = reject; });
+    const big = "compress me ".repeat(20000);
+    const bytes = new Uint8Array(70000).map((_, i) => (i * 7919) % 251);
+    const echoes = [];
+    for (const message of ["hello ✓", big, bytes]) {
+        ws.send(message);
+        echoes.push(await new Promise(resolve => { ws.onmessage = e => resolve(e.data); }));
+    }
+    const same = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+    const result = {
+        protocol: ws.protocol,
+        extensions: ws.extensions,
+        text: echoes[0] === "hello ✓" && echoes[1] === big,
+        binary: echoes[2] instanceof ArrayBuffer && same(new Uint8Array(echoes[2]), bytes),
+    };
+    ws.close(1000);
+    return result;
+}"""
+
+
+def test_browser_negotiates_a_subprotocol_and_compression(server, page):
+    """Chromium offers permessage-deflate and inflates every echo itself."""
+    page.goto(server.http_url)
+    result = page.evaluate(ROUND_TRIP_JS, f"ws://127.0.0.1:{server.port}/ws")
+    assert result == {
+        "protocol": "v2.chat.example",
+        "extensions": "permessage-deflate; server_max_window_bits=12; client_max_window_bits=12",
+        "text": True,
+        "binary": True,
+    }

@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import os
 import random
+import zlib
 
 import pytest
 
 from echo import frames
 from echo.config import ConfigError, Settings
+from echo.deflate import Deflate, Parameters
 from echo.errors import InvalidUTF8, MessageTooBig, ProtocolError
 from echo.reader import Close, Message, MessageReader, Ping
 
@@ -37,10 +39,16 @@ def test_rotated_mask_continues_mid_payload(offset):
     assert frames.apply_mask(data[offset:], frames.rotate_mask(mask, offset)) == whole[offset:]
 
 
-def read_all(wire: bytes, max_size: int = 1 << 20, most: int | None = None) -> list:
+def read_all(
+    wire: bytes, max_size: int = 1 << 20, most: int | None = None, compression: bool = False
+) -> list:
     """Every event in ``wire``, received at most ``most`` bytes at a time."""
     stream = io.BytesIO(wire)
-    reader = MessageReader(lambda size, idle: stream.read(min(size, most or size)), max_size)
+    reader = MessageReader(
+        lambda size, idle: stream.read(min(size, most or size)),
+        max_size,
+        compression=Deflate(TAKEOVER) if compression else None,
+    )
     events = []
     while True:
         try:
@@ -193,6 +201,62 @@ MIXED_WIRE = b"".join(
 def test_reader_gives_the_same_events_however_the_bytes_arrive(most):
     assert read_all(MIXED_WIRE, most=most) == read_all(MIXED_WIRE)
     assert len(read_all(MIXED_WIRE)) == 6
+
+
+TAKEOVER = Parameters(False, False, 15, 12)
+
+
+def compressed_wire() -> bytes:
+    """MIXED_WIRE's messages compressed with context takeover, fragments and all."""
+    deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
+
+    def part(data: bytes, last: bool) -> bytes:
+        data = deflater.compress(data) + deflater.flush(zlib.Z_SYNC_FLUSH)
+        return data[:-4] if last else data
+
+    text = "héllo wörld".encode()
+    return b"".join(
+        [
+            encode_frame(OP_TEXT, part(text, True), rsv=4),
+            encode_frame(OP_TEXT, part(text, True), rsv=4),  # refers back to the first
+            encode_frame(OP_BINARY, part(bytes(range(200)), False), rsv=4, fin=False),
+            encode_frame(OP_PING, b"ping"),
+            encode_frame(OP_CONT, part(os.urandom(70_000), True)),
+            encode_frame(OP_TEXT, part("€".encode()[:2], False), rsv=4, fin=False),
+            encode_frame(OP_CONT, part("€".encode()[2:] + b"!", True)),
+            encode_frame(OP_TEXT, b"not compressed"),
+            encode_frame(OP_BINARY, part(b"", True), rsv=4),
+            encode_frame(OP_CLOSE, b"\x03\xe8"),
+        ]
+    )
+
+
+@pytest.mark.parametrize("most", [1, 3, 125, 4096, None])
+def test_reader_inflates_the_same_events_however_the_bytes_arrive(most):
+    wire = compressed_wire()
+    events = read_all(wire, most=most, compression=True)
+    assert events == read_all(wire, compression=True)
+    text = Message("héllo wörld", 13)
+    assert events[:2] == [text, text]
+    assert events[4:] == [
+        Message("€!", 4),
+        Message("not compressed", 14),
+        Message(b"", 0),
+        Close(1000, ""),
+    ]
+
+
+@pytest.mark.parametrize(("limit", "fits"), [(10_000, True), (9_999, False)])
+def test_reader_bounds_a_compressed_message_by_its_inflated_size(limit, fits):
+    data = zlib.compressobj(9, zlib.DEFLATED, -15)
+    wire = encode_frame(
+        OP_BINARY, (data.compress(b"z" * 10_000) + data.flush(zlib.Z_SYNC_FLUSH))[:-4], rsv=4
+    )
+    if fits:
+        assert read_all(wire, max_size=limit, compression=True) == [Message(b"z" * 10_000, 10_000)]
+    else:
+        with pytest.raises(MessageTooBig):
+            read_all(wire, max_size=limit, compression=True)
 
 
 def test_reader_gives_the_same_events_for_random_splits():
