@@ -9,12 +9,15 @@ announced in the handshake) and ``memLevel`` 5, about 40 KiB per stream
 instead of zlib's 256 KiB default, at little cost in ratio.
 
 Inflating is bounded by what the message may still grow by, so a few KiB
-that would inflate to gigabytes stop after ``max_message_size`` bytes.
+that would inflate to gigabytes stop after ``max_message_size`` bytes, and
+it goes ``PIECE`` bytes at a time, so a bomb costs the server no more than
+that limit and a piece.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .errors import MessageTooBig, ProtocolError
@@ -24,8 +27,10 @@ SERVER_MAX_WINDOW_BITS = 12
 MEM_LEVEL = 5
 #: The window the server asks clients to compress with, when they let it choose.
 CLIENT_MAX_WINDOW_BITS = 12
-# What a sync flush ends with; RFC 7692 section 7.2.1 takes it off the wire.
-_TAIL = b"\x00\x00\xff\xff"
+#: What a sync flush ends with: taken off each message on the wire, put back to inflate it.
+TAIL = b"\x00\x00\xff\xff"
+#: Most bytes inflated at a time: zlib joins its output blocks, briefly doubling them.
+PIECE = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,31 +63,37 @@ class Deflate:
         self._inflater: zlib._Decompress | None = None
         self._deflater: zlib._Compress | None = None
 
-    def inflate(self, data: bytes, limit: int) -> bytes:
-        """Decompress a piece of a message; ``MessageTooBig`` if it exceeds ``limit`` bytes.
+    def inflate(self, data: bytes, limit: int) -> Iterator[bytes]:
+        """Decompress a piece of a message, in pieces of at most ``PIECE`` bytes.
 
-        No more than ``limit + 1`` bytes are ever produced, whatever ``data`` holds.
+        ``MessageTooBig`` once the output would exceed ``limit`` bytes: no more
+        than ``limit + 1`` bytes are produced, whatever ``data`` holds.
         """
         inflater = self._inflater
         if inflater is None:
             inflater = self._inflater = zlib.decompressobj(
                 wbits=-self._params.client_max_window_bits
             )
-        try:
-            data = inflater.decompress(data, limit + 1)
-        except zlib.error as exc:
-            raise ProtocolError(f"invalid compressed data ({exc})") from None
-        if len(data) > limit:
-            raise MessageTooBig("message over the size limit once decompressed")
-        return data
+        while True:
+            bound = min(PIECE, limit + 1)
+            try:
+                piece = inflater.decompress(data, bound)
+            except zlib.error as exc:
+                raise ProtocolError(f"invalid compressed data ({exc})") from None
+            if len(piece) > limit:
+                raise MessageTooBig("message over the size limit once decompressed")
+            limit -= len(piece)
+            if piece:
+                yield piece
+            data = inflater.unconsumed_tail
+            if len(piece) < bound:  # not cut short: all that data holds is out
+                return
 
-    def end_message(self, limit: int) -> bytes:
-        """Feed the tail the client took off; what it completes (nearly always nothing)."""
-        data = self.inflate(_TAIL, limit)
-        # A stream the client ended (a final block) cannot continue: start anew.
+    def end_message(self) -> None:
+        """After a message's ``TAIL``: a new stream without context takeover, or once the
+        client ended its stream (a final block), which nothing can continue."""
         if self._params.client_no_context_takeover or self._inflater.eof:
             self._inflater = None
-        return data
 
     def compress(self, payload: bytes | bytearray | memoryview) -> bytes:
         """One whole message, compressed and without its tail."""
@@ -97,4 +108,4 @@ class Deflate:
             if not self._params.server_no_context_takeover:
                 self._deflater = deflater
         data = deflater.compress(payload) + deflater.flush(zlib.Z_SYNC_FLUSH)
-        return data[:-4]
+        return data[: -len(TAIL)]

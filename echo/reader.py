@@ -206,10 +206,16 @@ class MessageReader:
             offset += len(chunk)
 
     def _keep(self, data: bytes) -> None:
+        """Add a piece of the message as received: inflated, if it is compressed."""
+        if not self._inflating:
+            self._add(data)
+            return
+        for piece in self._deflate.inflate(data, self._max_size - self._size):
+            self._size += len(piece)
+            self._add(piece)
+
+    def _add(self, data: bytes) -> None:
         """Add a piece of the message (UTF-8 checked if text), joining every JOIN_EVERY."""
-        if self._inflating:
-            data = self._deflate.inflate(data, self._max_size - self._size)
-            self._size += len(data)
         parts = self._parts
         parts.append(self._decode(data) if self._opcode == frames.OP_TEXT else data)
         if len(parts) == JOIN_EVERY:
@@ -221,11 +227,9 @@ class MessageReader:
 
     def _end_message(self) -> Message:
         if self._inflating:
-            rest = self._deflate.end_message(self._max_size - self._size)
+            self._keep(deflate.TAIL)  # what the client took off (RFC 7692 section 7.2.2)
+            self._deflate.end_message()
             self._inflating, self._wire_size = False, 0
-            if rest:
-                self._size += len(rest)
-                self._keep(rest)
         if self._opcode == frames.OP_TEXT and self._undecoded:
             self._decode(b"", final=True)  # raises: the message ends mid-sequence
         pieces = [*self._joined, self._join(self._parts)] if self._joined else self._parts

@@ -259,6 +259,19 @@ def test_reader_bounds_a_compressed_message_by_its_inflated_size(limit, fits):
             read_all(wire, max_size=limit, compression=True)
 
 
+def test_reader_starts_a_new_stream_after_a_final_block():
+    """A client may end a message's stream (BFINAL); the next message starts afresh."""
+
+    def finished(data: bytes) -> bytes:
+        deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
+        return deflater.compress(data) + deflater.flush(zlib.Z_FINISH)
+
+    wire = encode_frame(OP_TEXT, finished(b"one"), rsv=4) + encode_frame(
+        OP_TEXT, finished(b"two"), rsv=4
+    )
+    assert read_all(wire, compression=True) == [Message("one", 3), Message("two", 3)]
+
+
 def test_reader_gives_the_same_events_for_random_splits():
     rng = random.Random(6455)
     cuts = sorted(rng.sample(range(1, len(MIXED_WIRE)), 300))
