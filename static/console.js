@@ -23,7 +23,7 @@ function showState() {
     $(id).disabled = !open;
   }
   const idle = state === null || state === WebSocket.CLOSED;
-  $("url").disabled = $("connect").disabled = !idle;
+  $("url").disabled = $("protocols").disabled = $("connect").disabled = !idle;
 }
 
 function log(kind, { from = "", to = "", type = "", size = "", rtt = "", data = "" }) {
@@ -81,7 +81,9 @@ $("connect-form").addEventListener("submit", (event) => {
   event.preventDefault();
   pending = [];
   try {
-    socket = new WebSocket($("url").value);
+    // Subprotocols to offer, in order; the constructor rejects any that is not a token.
+    const protocols = $("protocols").value.split(",").map((p) => p.trim()).filter(Boolean);
+    socket = new WebSocket($("url").value, protocols);
   } catch (error) {
     socket = null;
     logError(error.message);
@@ -89,7 +91,12 @@ $("connect-form").addEventListener("submit", (event) => {
     return;
   }
   socket.binaryType = "arraybuffer";
-  socket.onopen = () => { showState(); logEvent("Connection opened"); $("message").focus(); };
+  socket.onopen = () => {
+    showState();
+    // What the server's 101 agreed to: a subprotocol and extensions (permessage-deflate).
+    logEvent(`Connection opened. Subprotocol: ${socket.protocol || "none"}. Extensions: ${socket.extensions || "none"}`);
+    $("message").focus();
+  };
   socket.onmessage = (e) => log("received", { from: "Server", to: "Client", rtt: roundTrip(e.data), ...describe(e.data) });
   socket.onerror = () => logError("the WebSocket connection failed or was interrupted");
   socket.onclose = (e) => {

@@ -226,3 +226,25 @@ def test_browser_negotiates_a_subprotocol_and_compression(server, page):
         "text": True,
         "binary": True,
     }
+
+
+def test_console_offers_subprotocols_and_shows_what_was_negotiated(server, page):
+    page.goto(server.http_url)
+    page.fill("#protocols", "mqtt, chat")
+    page.click("#connect")
+    expect(rows(page, "event").last).to_have_text(
+        re.compile(
+            "Connection opened. Subprotocol: mqtt. Extensions: permessage-deflate;"
+            " server_max_window_bits=12; client_max_window_bits=12$"
+        )
+    )
+    expect(page.locator("#protocols")).to_be_disabled()
+    send(page, "compressed both ways")
+    expect(rows(page, "received").last).to_contain_text("compressed both ways")
+
+
+def test_console_without_subprotocols_says_none(gunicorn_server, page):
+    connect(page, gunicorn_server(ECHO_COMPRESSION="off").http_url)
+    expect(rows(page, "event").last).to_have_text(
+        re.compile("Connection opened. Subprotocol: none. Extensions: none$")
+    )

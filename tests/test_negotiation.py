@@ -149,3 +149,14 @@ def test_compression_off_declines_every_offer(gunicorn_server):
     with RawClient(server.port, Sec_WebSocket_Extensions="permessage-deflate") as client:
         client.send(OP_TEXT, b"x", rsv=4)  # RSV1 means nothing here
         assert client.recv_close()[0] == 1002
+
+
+def test_autobahn_compression_cases_decline_cleanly_with_compression_off(gunicorn_server, tmp_path):
+    from conformance.run import run_kosoku
+
+    server = gunicorn_server(ECHO_COMPRESSION="off")
+    cases, _ = run_kosoku(server.ws_url, tmp_path, include=["12.1.1", "13.1.1", "13.7.1"])
+    assert {case: result["behaviorClose"] for case, result in cases.items()} == dict.fromkeys(
+        ["12.1.1", "13.1.1", "13.7.1"], "OK"
+    )
+    assert {result["behavior"] for result in cases.values()} == {"UNIMPLEMENTED"}
