@@ -9,6 +9,7 @@ kept shorter than the servers' 20 s ping interval.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import statistics
 import time
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ class Target:
 class Connection(asyncio.Protocol):
     """One client connection: the handshake, then request/reply by byte count."""
 
+    handshake = HANDSHAKE
+
     def __init__(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.head = b""
@@ -56,7 +59,7 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
-        transport.write(HANDSHAKE)
+        transport.write(self.handshake)
 
     def data_received(self, data: bytes) -> None:
         if not self.upgraded.done():
@@ -71,11 +74,15 @@ class Connection(asyncio.Protocol):
                 return
             self.upgraded.set_result(None)
             data = self.head[end + 4 :]
-        self.received += len(data)
+        self.received += self.units(data)
         if self.reply is not None and self.received >= self.expected:
             self.received -= self.expected
             self.reply.set_result(None)
             self.reply = None
+
+    def units(self, data: bytes) -> int:
+        """What ``data`` adds to the reply being awaited: bytes (a subclass may count frames)."""
+        return len(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.lost.done():
@@ -94,10 +101,8 @@ class Connection(asyncio.Protocol):
         await self.reply
 
 
-async def open_connection(target: Target) -> Connection:
-    _, conn = await asyncio.get_running_loop().create_connection(
-        Connection, "127.0.0.1", target.port
-    )
+async def open_connection(target: Target, protocol: type[Connection] = Connection) -> Connection:
+    _, conn = await asyncio.get_running_loop().create_connection(protocol, "127.0.0.1", target.port)
     await conn.upgraded
     return conn
 
@@ -119,16 +124,27 @@ def _percentile(sorted_values: list[float], fraction: float) -> float:
 async def round_trips(target: Target, connections: int, size: int, seconds: float) -> Measured:
     """Each connection sends a message and waits for its echo, again and again."""
     frame = client_frame(0x1 if size < 1024 else 0x2, b"x" * size)
-    reply = target.reply_size(frame, size)
-    conns = await asyncio.gather(*(open_connection(target) for _ in range(connections)))
+    return await exchanges(target, connections, [(frame, target.reply_size(frame, size))], seconds)
+
+
+async def exchanges(
+    target: Target,
+    connections: int,
+    requests: list[tuple[bytes, int]],
+    seconds: float,
+    protocol: type[Connection] = Connection,
+) -> Measured:
+    """Each connection sends ``requests`` (frame, reply size) in turn, awaiting each reply."""
+    conns = await asyncio.gather(*(open_connection(target, protocol) for _ in range(connections)))
     latencies: list[float] = []
     cpu, started = time.process_time(), time.perf_counter()
     deadline = started + seconds
 
     async def loop(conn: Connection) -> None:
         now = time.perf_counter
+        turn = itertools.cycle(requests)
         while (sent := now()) < deadline:
-            await conn.request(frame, reply)
+            await conn.request(*next(turn))
             latencies.append(now() - sent)
 
     await asyncio.gather(*(loop(conn) for conn in conns))

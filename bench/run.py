@@ -28,7 +28,7 @@ from websockets.asyncio.client import connect as ws_connect
 from conformance.run import run_kosoku
 from tests.servers import GUNICORN, ROOT, ServerProcess, proc_status
 
-from . import loadgen
+from . import compressed, loadgen
 from .loadgen import Measured, Target
 
 SECONDS, RUNS = 2.0, 3
@@ -45,6 +45,15 @@ SERVERS: dict[str, Callable[[], ServerProcess]] = {
     ),
     "tcp": lambda: ServerProcess([sys.executable, "-m", "bench.peers", "tcp"], health_path=None),
 }
+COMPRESSED_WORKLOADS: dict[str, Callable[[Target], Awaitable[Measured]]] = {
+    "1 KiB JSON-like text round trips/s, 100 connections, compressed": (
+        lambda t: compressed.round_trips(t, 100, 1024, SECONDS)
+    ),
+    "1 MiB JSON-like text echo, compressed, MB/s": (
+        lambda t: compressed.throughput(t, 1 << 20, SECONDS)
+    ),
+}
+AUTOBAHN_DEFLATE = ["12.1.*", "13.1.*"]  # the whole of 12-13 takes 7 minutes a server
 # The same servers with permessage-deflate on (ours by default).
 COMPRESSING: dict[str, Callable[[], ServerProcess]] = {
     "echo": SERVERS["echo"],
@@ -65,6 +74,11 @@ WORKLOADS: dict[str, Callable[[Target], Awaitable[Measured]]] = {
 
 def server_pid(name: str, server: ServerProcess) -> int:
     return server.worker_pid() if name == "echo" else server.process.pid
+
+
+def ws_url(name: str, server: ServerProcess) -> str:
+    """The peers echo at any path; this server at /ws."""
+    return server.ws_url if name == "echo" else f"ws://127.0.0.1:{server.port}/"
 
 
 def measure(name: str, server: ServerProcess) -> dict[str, Measured | float]:
@@ -124,19 +138,43 @@ def compressed_idle_rss(url: str, pid: int, used: bool) -> float:
 
 
 def compressed_rows() -> dict[str, str]:
-    """RSS per idle compressed connection, each figure on a fresh server."""
-    rows = {}
-    for used, label in ((False, "negotiated"), (True, "after one compressed echo")):
-        rss = {}
-        for name, make in COMPRESSING.items():
-            with make() as server:
-                url = server.ws_url if name == "echo" else f"ws://127.0.0.1:{server.port}/"
-                rss[name] = compressed_idle_rss(url, server_pid(name, server), used) / 1024
-        rows[f"RSS per idle connection with compression {label}, KiB ({COMPRESSED_IDLE:,})"] = (
-            f"echo {rss['echo']:.1f}, websockets {rss['websockets']:.1f}"
-            f" ({rss['echo'] / rss['websockets']:.2f}x)"
+    """Compressed workloads and RSS per idle compressed connection, against websockets.
+
+    Each RSS figure is taken on a fresh server; the workloads and Autobahn's
+    compression cases follow the first.
+    """
+    measured: dict[str, dict[str, float]] = {name: {} for name in COMPRESSING}
+    for name, make in COMPRESSING.items():
+        results = measured[name]
+        with make() as server:
+            url, pid = ws_url(name, server), server_pid(name, server)
+            results[
+                f"RSS per idle connection, compression negotiated, KiB ({COMPRESSED_IDLE:,})"
+            ] = compressed_idle_rss(url, pid, used=False) / 1024
+            target = Target(server.port, raw_tcp=False)
+            for workload, run in COMPRESSED_WORKLOADS.items():
+                runs = [uvloop.run(run(target)) for _ in range(RUNS)]
+                results[workload] = loadgen.median(runs).rate
+                print(f"  {name}: {workload}: {results[workload]:,.1f}", flush=True)
+            cases, _ = run_kosoku(
+                url, ROOT / "reports" / "bench" / f"{name}-deflate", AUTOBAHN_DEFLATE
+            )
+            assert all(case["behavior"] == "OK" for case in cases.values()), f"{name}: not all OK"
+            results[f"Autobahn {' + '.join(AUTOBAHN_DEFLATE)} ({len(cases)} cases), s"] = (
+                sum(case["duration"] for case in cases.values()) / 1000
+            )
+        with make() as server:
+            results["RSS per idle connection after one compressed echo, KiB"] = (
+                compressed_idle_rss(ws_url(name, server), server_pid(name, server), used=True)
+                / 1024
+            )
+    echo, peer = measured["echo"], measured["websockets"]
+    return {
+        f"{row} (websockets compressing too)": (
+            f"echo {echo[row]:,.1f}, websockets {peer[row]:,.1f} ({echo[row] / peer[row]:.2f}x)"
         )
-    return rows
+        for row in echo
+    }
 
 
 def autobahn_9(url: str, label: str) -> str:
@@ -197,10 +235,8 @@ def main() -> int:
             if name == "echo":
                 errors = uvloop.run(loadgen.many_at_once(Target(server.port, False), MANY))
                 extra[f"{MANY:,} connections at once on one worker"] = f"{errors} errors"
-                extra["Autobahn 9.x, echo"] = autobahn_9(server.ws_url, "echo")
-            if name == "websockets":
-                url = f"ws://127.0.0.1:{server.port}/"
-                extra["Autobahn 9.x, websockets"] = autobahn_9(url, "websockets")
+            if name != "tcp":
+                extra[f"Autobahn 9.x, {name}"] = autobahn_9(ws_url(name, server), name)
     extra.update(compressed_rows())
     extra["load generator CPU (max over runs)"] = f"{max(client_cpu):.0f} % of one core"
     extra["run"] = (
