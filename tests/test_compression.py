@@ -88,6 +88,20 @@ def test_rsv1_only_on_the_first_frame_and_never_on_control_frames(server):
         assert receive(client, codec) == (OP_TEXT, b"fragmented and compressed " * 40, True)
 
 
+def test_compressed_message_in_many_fragments_echoes_whole(server):
+    """1,000 fragments, each flushed by the client, the first alone with RSV1."""
+    codec, text = Compressor(), "fragment {} of a compressed message; "
+    parts = [codec.compress_part(text.format(n).encode()) for n in range(1000)]
+    parts[-1] = parts[-1][:-4]  # the message's tail comes off, the fragments' stay
+    wire = [encode_frame(OP_TEXT, parts[0], rsv=RSV1, fin=False)]
+    wire += [encode_frame(OP_CONT, part, fin=False) for part in parts[1:-1]]
+    wire.append(encode_frame(OP_CONT, parts[-1]))
+    expected = "".join(text.format(n) for n in range(1000)).encode()
+    with deflate_client(server) as client:
+        client.sock.sendall(b"".join(wire))
+        assert receive(client, codec) == (OP_TEXT, expected, True)
+
+
 @pytest.mark.parametrize(
     "frames",
     [
