@@ -6,7 +6,7 @@ well tested against the grammars of RFC 6455 and RFC 7692), and its
 offer in the client's order, invalid or duplicate parameters declining that
 offer. Only the outcome's four parameters are kept; the factory's extension
 object works on ``websockets``' own frames and is dropped. That costs about
-7 us per handshake that offers compression, and nothing for one that does not.
+10 us per handshake that offers compression, and nothing for one that does not.
 """
 
 from __future__ import annotations
