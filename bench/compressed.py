@@ -98,4 +98,4 @@ async def throughput(target: Target, size: int, seconds: float) -> Measured:
     """Payload MB/s of compressed text echoed on one connection, one message in flight."""
     frame = compressed_frame(json_like_text(size, random.Random(size)))
     result = await loadgen.exchanges(target, 1, [(frame, 1)], seconds, FrameCounting)
-    return Measured(result.rate * size / 1e6, result.p50_ms, result.p99_ms, result.client_cpu)
+    return loadgen.in_megabytes(result, size)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
 
 from echo.frames import apply_mask, encode_header
 
@@ -38,6 +40,14 @@ def server_frame_size(size: int) -> int:
 class Target:
     port: int
     raw_tcp: bool  # a TCP echo returns exactly what was sent
+    server_pid: int | None = None  # whose CPU time each run reports per operation
+
+    def server_cpu(self) -> float:
+        """The serving process's CPU seconds so far (0 when not known)."""
+        if self.server_pid is None:
+            return 0.0
+        fields = Path(f"/proc/{self.server_pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def reply_size(self, frame: bytes, payload_size: int) -> int:
         return len(frame) if self.raw_tcp else server_frame_size(payload_size)
@@ -109,12 +119,18 @@ async def open_connection(target: Target, protocol: type[Connection] = Connectio
 
 @dataclass
 class Measured:
-    """One run: a rate, latencies, and the generator's own CPU use in % of a core."""
+    """One run: a rate, latencies, the generator's own CPU use in % of a core.
+
+    ``operations`` (round trips, messages or handshakes done) lets the caller
+    divide the server's CPU time by them.
+    """
 
     rate: float
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     client_cpu: float = 0.0
+    operations: int = 0
+    server_us: float = 0.0  # server CPU per operation, in microseconds
 
 
 def _percentile(sorted_values: list[float], fraction: float) -> float:
@@ -137,6 +153,7 @@ async def exchanges(
     """Each connection sends ``requests`` (frame, reply size) in turn, awaiting each reply."""
     conns = await asyncio.gather(*(open_connection(target, protocol) for _ in range(connections)))
     latencies: list[float] = []
+    server_cpu = target.server_cpu()
     cpu, started = time.process_time(), time.perf_counter()
     deadline = started + seconds
 
@@ -158,13 +175,19 @@ async def exchanges(
         _percentile(latencies, 0.5),
         _percentile(latencies, 0.99),
         client_cpu,
+        len(latencies),
+        _per_operation(target.server_cpu() - server_cpu, len(latencies)),
     )
 
 
 async def throughput(target: Target, size: int, seconds: float) -> Measured:
     """Payload MB/s echoed back on one connection, one message in flight."""
-    result = await round_trips(target, 1, size, seconds)
-    return Measured(result.rate * size / 1e6, result.p50_ms, result.p99_ms, result.client_cpu)
+    return in_megabytes(await round_trips(target, 1, size, seconds), size)
+
+
+def in_megabytes(result: Measured, size: int) -> Measured:
+    """Messages of ``size`` bytes per second as payload MB/s."""
+    return replace(result, rate=result.rate * size / 1e6)
 
 
 CLOSE = client_frame(0x8, b"\x03\xe8")
@@ -173,6 +196,7 @@ CLOSE = client_frame(0x8, b"\x03\xe8")
 async def handshakes(target: Target, concurrency: int, seconds: float) -> Measured:
     """Open, handshake, close (Close frame answered), as fast as ``concurrency`` clients can."""
     done = 0
+    server_cpu = target.server_cpu()
     cpu, started = time.process_time(), time.perf_counter()
     deadline = started + seconds
 
@@ -186,7 +210,13 @@ async def handshakes(target: Target, concurrency: int, seconds: float) -> Measur
 
     await asyncio.gather(*(loop() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
-    return Measured(done / elapsed, client_cpu=100 * (time.process_time() - cpu) / elapsed)
+    client_cpu = 100 * (time.process_time() - cpu) / elapsed
+    server_us = _per_operation(target.server_cpu() - server_cpu, done)
+    return Measured(done / elapsed, client_cpu=client_cpu, operations=done, server_us=server_us)
+
+
+def _per_operation(seconds: float, operations: int) -> float:
+    return 1e6 * seconds / operations if operations else 0.0
 
 
 async def hold(target: Target, count: int) -> list[Connection]:
@@ -221,9 +251,7 @@ async def many_at_once(target: Target, count: int) -> int:
 
 
 def median(runs: list[Measured]) -> Measured:
+    """Each figure's median over the runs."""
     return Measured(
-        statistics.median(r.rate for r in runs),
-        statistics.median(r.p50_ms for r in runs),
-        statistics.median(r.p99_ms for r in runs),
-        statistics.median(r.client_cpu for r in runs),
+        *(statistics.median(getattr(r, f.name) for r in runs) for f in fields(Measured))
     )

@@ -1,4 +1,10 @@
-"""``make bench``: this server against python websockets and a raw TCP echo, in one run.
+"""``make bench``: this server against the Python WebSocket servers a user could pick instead.
+
+Peers (bench/peers.py): python websockets, aiohttp and picows on uvloop,
+uvicorn, a bare gevent StreamServer doing the upgrade (the floor under this
+server's layers), and a raw TCP echo (the ceiling). Each cell shows the
+median rate and the server's CPU time per operation (round trip, message or
+handshake), measured from /proc over the timed window only.
 
 Compression is off for the throughput workloads (the load generator offers
 none); RSS per idle compressed connection is measured apart, against
@@ -35,16 +41,27 @@ SECONDS, RUNS = 2.0, 3
 IDLE, MANY = 5_000, 10_000
 COMPRESSED_IDLE = 2_000  # the clients' own zlib streams take memory too
 RESULTS = Path(__file__).with_name("results.md")
+RSS_ROW = "RSS per idle connection, KiB"
+
+
+def peer(kind: str) -> Callable[[], ServerProcess]:
+    return lambda: ServerProcess([sys.executable, "-m", "bench.peers", kind], health_path=None)
+
+
 SERVERS: dict[str, Callable[[], ServerProcess]] = {
     "echo": lambda: ServerProcess(
         [*GUNICORN, "--workers", "1", "--worker-connections", str(MANY + 1000)],
         {"ECHO_MAX_MESSAGE_SIZE": "16MiB"},
     ),
-    "websockets": lambda: ServerProcess(
-        [sys.executable, "-m", "bench.peers", "websockets"], health_path=None
-    ),
-    "tcp": lambda: ServerProcess([sys.executable, "-m", "bench.peers", "tcp"], health_path=None),
+    "websockets": peer("websockets"),
+    "aiohttp": peer("aiohttp"),
+    "picows": peer("picows"),
+    "uvicorn": peer("uvicorn"),
+    "gevent floor": peer("gevent"),
+    "tcp": peer("tcp"),
 }
+# Autobahn's 9.x needs whole-message semantics; the frame-by-frame peers are left out.
+AUTOBAHN_9_SERVERS = ("echo", "websockets", "aiohttp")
 COMPRESSED_WORKLOADS: dict[str, Callable[[Target], Awaitable[Measured]]] = {
     "1 KiB JSON-like text round trips/s, 100 connections, compressed": (
         lambda t: compressed.round_trips(t, 100, 1024, SECONDS)
@@ -57,9 +74,7 @@ AUTOBAHN_DEFLATE = ["12.1.*", "13.1.*"]  # the whole of 12-13 takes 7 minutes a 
 # The same servers with permessage-deflate on (ours by default).
 COMPRESSING: dict[str, Callable[[], ServerProcess]] = {
     "echo": SERVERS["echo"],
-    "websockets": lambda: ServerProcess(
-        [sys.executable, "-m", "bench.peers", "websockets-deflate"], health_path=None
-    ),
+    "websockets": peer("websockets-deflate"),
 }
 WORKLOADS: dict[str, Callable[[Target], Awaitable[Measured]]] = {
     "32 B round trips/s, 1 connection": lambda t: loadgen.round_trips(t, 1, 32, SECONDS),
@@ -76,13 +91,8 @@ def server_pid(name: str, server: ServerProcess) -> int:
     return server.worker_pid() if name == "echo" else server.process.pid
 
 
-def ws_url(name: str, server: ServerProcess) -> str:
-    """The peers echo at any path; this server at /ws."""
-    return server.ws_url if name == "echo" else f"ws://127.0.0.1:{server.port}/"
-
-
 def measure(name: str, server: ServerProcess) -> dict[str, Measured | float]:
-    target = Target(server.port, raw_tcp=name == "tcp")
+    target = Target(server.port, raw_tcp=name == "tcp", server_pid=server_pid(name, server))
     # First, while the server is fresh: after the other workloads, its heap has
     # room to spare and new connections would look cheaper than they are.
     rss = idle_rss(target, server_pid(name, server)) / 1024
@@ -90,7 +100,7 @@ def measure(name: str, server: ServerProcess) -> dict[str, Measured | float]:
     for workload, run in WORKLOADS.items():
         results[workload] = loadgen.median([uvloop.run(run(target)) for _ in range(RUNS)])
         print(f"  {name}: {workload}: {results[workload].rate:,.1f}", flush=True)
-    results["RSS per idle connection, KiB"] = rss
+    results[RSS_ROW] = rss
     return results
 
 
@@ -147,7 +157,7 @@ def compressed_rows() -> dict[str, str]:
     for name, make in COMPRESSING.items():
         results = measured[name]
         with make() as server:
-            url, pid = ws_url(name, server), server_pid(name, server)
+            url, pid = server.ws_url, server_pid(name, server)
             results[
                 f"RSS per idle connection, compression negotiated, KiB ({COMPRESSED_IDLE:,})"
             ] = compressed_idle_rss(url, pid, used=False) / 1024
@@ -165,8 +175,7 @@ def compressed_rows() -> dict[str, str]:
             )
         with make() as server:
             results["RSS per idle connection after one compressed echo, KiB"] = (
-                compressed_idle_rss(ws_url(name, server), server_pid(name, server), used=True)
-                / 1024
+                compressed_idle_rss(server.ws_url, server_pid(name, server), used=True) / 1024
             )
     echo, peer = measured["echo"], measured["websockets"]
     return {
@@ -186,36 +195,38 @@ def autobahn_9(url: str, label: str) -> str:
 
 
 def table(results: dict[str, dict], extra: dict[str, str]) -> str:
-    head = (
-        "| Workload | echo | websockets | raw TCP | echo / websockets | echo / TCP "
-        "| generator CPU (echo, websockets, TCP) |"
-    )
-    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for workload in [*WORKLOADS, "RSS per idle connection, KiB"]:
-        cells = []
-        for name in SERVERS:
-            value = results[name][workload]
-            if isinstance(value, Measured):
-                cell = f"{value.rate:,.0f}" if value.rate >= 100 else f"{value.rate:,.1f}"
-                if value.p50_ms and "round trips" in workload:
-                    cell += f" (p50 {value.p50_ms:.2f} ms, p99 {value.p99_ms:.2f} ms)"
-            else:
-                cell = f"{value:,.1f}"
-            cells.append(cell)
-        rate = {n: getattr(results[n][workload], "rate", results[n][workload]) for n in SERVERS}
+    """Rates with server CPU per operation, then this server's ratio to each peer."""
+    names, rows = list(SERVERS), [*WORKLOADS, RSS_ROW]
+    lines = [f"| Workload | {' | '.join(names)} | generator CPU, max |"]
+    lines.append("| --- |" + " ---: |" * (len(names) + 1))
+    for workload in rows:
+        values = [results[name][workload] for name in names]
+        generator = max((v.client_cpu for v in values if isinstance(v, Measured)), default=None)
+        cells = [_cell(value) for value in values]
+        cells.append("-" if generator is None else f"{generator:.0f}%")
+        lines.append(f"| {workload} | {' | '.join(cells)} |")
+    peers = names[1:]
+    lines += ["", f"| echo / peer | {' | '.join(peers)} |", "| --- |" + " ---: |" * len(peers)]
+    for workload in rows:
+        echo = _rate(results["echo"][workload])
         ratios = [
-            f"{rate['echo'] / rate[peer]:.2f}x" if rate[peer] else "-"
-            for peer in ("websockets", "tcp")
+            echo / _rate(results[p][workload]) if _rate(results[p][workload]) else 0 for p in peers
         ]
-        cpu = "/".join(
-            f"{results[n][workload].client_cpu:.0f}%"
-            if isinstance(results[n][workload], Measured)
-            else "-"
-            for n in SERVERS
-        )
-        lines.append(f"| {workload} | {' | '.join(cells)} | {' | '.join(ratios)} | {cpu} |")
+        lines.append(f"| {workload} | {' | '.join(f'{r:.2f}x' for r in ratios)} |")
     lines += ["", *(f"- {key}: {value}" for key, value in extra.items())]
     return "\n".join(lines)
+
+
+def _rate(value: Measured | float) -> float:
+    return value.rate if isinstance(value, Measured) else value
+
+
+def _cell(value: Measured | float) -> str:
+    """A rate with the server's CPU per operation, or a plain figure (RSS)."""
+    if not isinstance(value, Measured):
+        return f"{value:,.1f}"
+    rate = f"{value.rate:,.0f}" if value.rate >= 100 else f"{value.rate:,.1f}"
+    return f"{rate} ({value.server_us:,.0f} µs)" if value.server_us else rate
 
 
 def main() -> int:
@@ -235,8 +246,8 @@ def main() -> int:
             if name == "echo":
                 errors = uvloop.run(loadgen.many_at_once(Target(server.port, False), MANY))
                 extra[f"{MANY:,} connections at once on one worker"] = f"{errors} errors"
-            if name != "tcp":
-                extra[f"Autobahn 9.x, {name}"] = autobahn_9(ws_url(name, server), name)
+            if name in AUTOBAHN_9_SERVERS:
+                extra[f"Autobahn 9.x, {name}"] = autobahn_9(server.ws_url, name)
     extra.update(compressed_rows())
     extra["load generator CPU (max over runs)"] = f"{max(client_cpu):.0f} % of one core"
     extra["run"] = (
