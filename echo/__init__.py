@@ -8,7 +8,7 @@ from flask import Flask, Response, request
 from werkzeug.routing import WebsocketMismatch
 
 from .config import CONFIG_KEY, Settings
-from .routes import WEBSOCKET_PATH, bp, text_response
+from .routes import WEBSOCKET_ENDPOINTS, WEBSOCKET_PATH, accept_echo, bp, text_response
 
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,6 +22,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.config[CONFIG_KEY] = settings or Settings.from_env()
     app.register_blueprint(bp)
+    app.extensions[WEBSOCKET_ENDPOINTS] = {WEBSOCKET_PATH: accept_echo}
     app.register_error_handler(WebsocketMismatch, _no_websocket_here)
     return app
 

@@ -4,7 +4,10 @@ The stock handler upgrades any path before the application sees the request,
 answers bad handshakes with a 500 or a broken body, and sends ``402`` to
 HTTP/1.0. Here the handler only validates the handshake; the 101 is sent when
 the application's view calls ``accept()``, so a handshake to a path without a
-WebSocket view gets that path's ordinary response and is never upgraded.
+WebSocket view gets that path's ordinary response and is never upgraded. An
+endpoint the app registers in ``app.extensions[WEBSOCKET_ENDPOINTS]`` is
+called directly for its path: a Flask dispatch cost more than the rest of the
+handshake (bench/README.md).
 
 After the upgrade the handler returns, keeping only its access-log record, and
 ``EchoServer`` runs the WebSocket session: a connection that stays open for
@@ -17,6 +20,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 import gevent
@@ -26,7 +30,11 @@ from geventwebsocket.handler import WebSocketHandler
 from . import fairness, handshake, metrics, negotiation
 from .config import Settings
 from .errors import Evicted, RequestTimeout
+from .routes import WEBSOCKET_ENDPOINTS
 from .websocket import EchoWebSocket, State
+
+#: ``endpoint(ws, environ, settings)``: accepts ``ws``, or returns (status, reason).
+Endpoint = Callable[[EchoWebSocket, dict[str, Any], Settings], tuple[int, str] | None]
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +140,14 @@ class EchoHandler(WebSocketHandler):
         self.websocket = EchoWebSocket(self, self.settings, agreement)
         self.environ["wsgi.websocket"] = self.websocket
         self.environ["wsgi.websocket_version"] = handshake.VERSION
+        endpoint = self._endpoint()
         failed = True
         try:
-            WSGIHandler.run_application(self)
+            if endpoint is None:
+                WSGIHandler.run_application(self)  # the application routes it
+            elif refusal := endpoint(self.websocket, self.environ, self.settings):
+                status, reason = refusal
+                self._respond(f"{status} {HTTPStatus(status).phrase}", reason, [])
             failed = False
         finally:
             if not self._upgraded:
@@ -150,6 +163,13 @@ class EchoHandler(WebSocketHandler):
                     # its socket, pywsgi neither drains nor closes the connection.
                     self.socket = None
                     self._hands_over = True
+
+    def _endpoint(self) -> Endpoint | None:
+        """The app's WebSocket endpoint at this path, served without the app's dispatch."""
+        extensions = getattr(self.application, "extensions", None)
+        if not isinstance(extensions, dict):
+            return None
+        return extensions.get(WEBSOCKET_ENDPOINTS, {}).get(self.environ.get("PATH_INFO"))
 
     def _forget_request(self) -> None:
         """Keep only the connection and what ``log_request`` reads.

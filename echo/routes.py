@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 from flask import Blueprint, Response, current_app, render_template, request
 
 from . import metrics
 from .config import CONFIG_KEY, Settings, normalize_origin
 from .session import start_echo
+
+if TYPE_CHECKING:
+    from .websocket import EchoWebSocket
 
 bp = Blueprint("echo", __name__)
 
@@ -38,6 +44,7 @@ def prometheus_metrics() -> Response:
 
 @bp.get(WEBSOCKET_PATH, websocket=True)
 def echo_socket() -> Response:
+    """The echo endpoint reached through Flask: when the server did not serve it itself."""
     ws = request.environ.get("wsgi.websocket")
     if ws is None:
         return text_response(
@@ -45,12 +52,30 @@ def echo_socket() -> Response:
             "This server cannot upgrade to WebSocket (is it `flask run`?). "
             "Serve the app with `make run` (gunicorn) or `python app.py`.",
         )
-    settings: Settings = current_app.config[CONFIG_KEY]
-    origin = request.headers.get("Origin")
-    if not origin_allowed(origin, settings.allowed_origins):
-        return text_response(403, f"Origin {origin} is not allowed to connect")
-    start_echo(ws)
+    refusal = accept_echo(ws, request.environ, current_app.config[CONFIG_KEY])
+    if refusal is not None:
+        return text_response(*refusal)
     return Response()  # never sent: the connection belongs to the WebSocket
+
+
+def accept_echo(
+    ws: EchoWebSocket, environ: Mapping[str, Any], settings: Settings
+) -> tuple[int, str] | None:
+    """Start the echo loop on ``ws``, or the refusal (status and reason) of its origin.
+
+    ``EchoHandler`` calls it for a handshake to ``/ws`` without a Flask
+    dispatch (``WEBSOCKET_ENDPOINTS``), which would cost more than the rest of
+    the request; the view above is the same endpoint for any other server.
+    """
+    origin = environ.get("HTTP_ORIGIN")
+    if not origin_allowed(origin, settings.allowed_origins):
+        return 403, f"Origin {origin} is not allowed to connect"
+    start_echo(ws)
+    return None
+
+
+#: The WebSocket endpoints by path, registered in ``app.extensions`` under this key.
+WEBSOCKET_ENDPOINTS = "echo.websocket_endpoints"
 
 
 @bp.route(WEBSOCKET_PATH, methods=_ALL_METHODS)
