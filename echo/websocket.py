@@ -36,6 +36,7 @@ from .deflate import Deflate
 from .errors import ConnectionClosed, ProtocolError
 from .negotiation import NOTHING, Agreement
 from .reader import Close, Message, MessageReader, Ping, Pong
+from .sockets import send_all
 
 if TYPE_CHECKING:
     from .handler import EchoHandler
@@ -236,20 +237,13 @@ class EchoWebSocket(WebSocket):
         header = frames.encode_header(opcode, len(payload))
         try:
             if len(payload) <= _COALESCE_LIMIT:
-                self._send_all(b"".join((header, payload)))
+                send_all(self._socket, b"".join((header, payload)))
             else:
-                self._send_all(header)
-                self._send_all(payload)
+                send_all(self._socket, header)
+                send_all(self._socket, payload)
         except OSError as exc:
             self._lost(by="client")  # it reset, or went away: our own aborts close first
             raise ConnectionClosed(f"connection lost: {exc}") from None
-
-    def _send_all(self, data: bytes | bytearray | memoryview) -> None:
-        # gevent's sendall() asks the kernel for the send buffer size on every
-        # call (a syscall per message); one send() nearly always takes it all.
-        sent = self._socket.send(data)
-        if sent < len(data):
-            self._socket.sendall(memoryview(data)[sent:])
 
     def ping(self, payload: bytes | None = None) -> Event:
         """Send a Ping; the returned event is set when its Pong arrives."""
