@@ -22,12 +22,13 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote
 
 import gevent
-from gevent.pywsgi import WSGIHandler
+from gevent.pywsgi import Input, WSGIHandler
 from geventwebsocket.handler import WebSocketHandler
 
-from . import fairness, handshake, metrics, negotiation
+from . import fairness, handshake, metrics, negotiation, request_head
 from .config import Settings
 from .errors import Evicted, RequestTimeout
 from .routes import WEBSOCKET_ENDPOINTS
@@ -91,8 +92,8 @@ class EchoHandler(WebSocketHandler):
         self._budget.spend(fairness.REQUEST_COST)
         try:
             return super().handle_one_request()
-        except RequestTimeout as timeout:  # raised while the request line was read
-            return self._handle_client_error(timeout)
+        except (RequestTimeout, request_head.BadRequest) as error:  # reading the request line
+            return self._handle_client_error(error)
         finally:
             self._stop_waiting()
 
@@ -108,13 +109,48 @@ class EchoHandler(WebSocketHandler):
         if timeout and b"\r\n\r\n" not in arrived:  # else it is all here: nothing to wait for
             self._deadline = gevent.Timeout(timeout, RequestTimeout)
             self._deadline.start()
-        return super().read_requestline()
+        self._request_line = request_head.read_request_line(self.rfile)
+        return self._request_line.decode("latin-1")
 
     def read_request(self, raw_requestline: str) -> bool:
+        """Read the headers and parse the head strictly, in place of pywsgi's ``email`` parser."""
         try:
-            return super().read_request(raw_requestline)
+            lines = request_head.read_header_lines(self.rfile, self._request_line)
         finally:
             self._stop_waiting()  # the application's time is its own
+        head = request_head.parse(lines)
+        self.requestline = raw_requestline.rstrip()
+        self.command, self.path, self.request_version = head.method, head.target, head.version
+        self.headers = self._head = head
+        length = head.get("content-length")
+        self.content_length = None if length is None else int(length)  # digits: llhttp checked
+        self.close_connection = not head.keep_alive
+        return True
+
+    def get_environ(self) -> dict[str, Any]:
+        """The WSGI environ of the parsed head (pywsgi's would read ``email`` headers)."""
+        head = self._head
+        environ = self.server.get_environ()
+        path, _, query = head.target.partition("?")
+        environ.update(request_head.environ_entries(head))
+        environ["REQUEST_METHOD"] = head.method
+        environ["SCRIPT_NAME"] = ""
+        environ["PATH_INFO"] = unquote(path, encoding="latin-1")
+        environ["QUERY_STRING"] = query
+        environ["SERVER_PROTOCOL"] = head.version
+        if isinstance(self.client_address, tuple):
+            environ["REMOTE_ADDR"] = str(self.client_address[0])
+            environ["REMOTE_PORT"] = str(self.client_address[1])
+        continues = environ.get("HTTP_EXPECT", "").lower() == "100-continue"
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        self.wsgi_input = Input(
+            self.rfile, self.content_length, self.socket if continues else None, chunked
+        )
+        # A handshake's input is the connection itself (take_over_input reads it).
+        upgrade = handshake.is_requested(environ)
+        environ["wsgi.input"] = self.rfile if upgrade else self.wsgi_input
+        environ["wsgi.input_terminated"] = not upgrade
+        return environ
 
     def _stop_waiting(self) -> None:
         """The request is here (or never will be): no deadline, and not the one to end for room."""
@@ -295,6 +331,9 @@ class EchoHandler(WebSocketHandler):
         if isinstance(ex, (TimeoutError, RequestTimeout)):
             status, reason = "408 Request Timeout", "the request did not arrive in time"
             metrics.request_unserved("evicted" if isinstance(ex, Evicted) else "timeout")
+        elif isinstance(ex, request_head.BadRequest):
+            status, reason = ex.status, ex.reason
+            metrics.request_unserved("malformed")
         else:
             status, reason = "400 Bad Request", "malformed or oversized HTTP request"
             metrics.request_unserved("malformed")

@@ -22,19 +22,32 @@ def assert_still_serving(server) -> None:
 
 
 @pytest.mark.parametrize(
-    "request_bytes",
+    ("request_bytes", "status", "reason"),
     [
-        b"GET /ws HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
-        b"GET /ws HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(120)) + b"\r\n",
-        b"GET /ws HTTP/9.9\r\nHost: x\r\n\r\n",
-        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40 + b"\r\n\r\n",
+        (
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n",
+            431,
+            b"the request head is over 64 KiB or 100 headers",
+        ),
+        (
+            b"GET /ws HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(120)) + b"\r\n",
+            431,
+            b"the request head is over 64 KiB or 100 headers",
+        ),
+        (b"GET /ws HTTP/9.9\r\nHost: x\r\n\r\n", 400, b"malformed HTTP request"),
+        (b"GET /ws HTTP/2.0\r\nHost: x\r\n\r\n", 505, b"HTTP/2.0 is not supported"),
+        (
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40 + b"\r\n\r\n",
+            400,
+            b"malformed HTTP request: no method",
+        ),
     ],
-    ids=["70k-header", "120-headers", "http-9.9", "tls-hello"],
+    ids=["70k-header", "120-headers", "http-9.9", "http-2.0", "tls-hello"],
 )
-def test_unparseable_request_gets_400_with_reason(server, request_bytes):
-    status, _, body = http_exchange(server.port, request_bytes)
-    assert status == 400
-    assert body == b"malformed or oversized HTTP request\n"
+def test_unparseable_request_gets_4xx_with_reason(server, request_bytes, status, reason):
+    got, _, body = http_exchange(server.port, request_bytes)
+    assert got == status
+    assert body.startswith(reason) and body.endswith(b"\n") and body.count(b"\n") == 1
     assert "Traceback" not in server.log()
 
 
