@@ -68,7 +68,8 @@ def read_request_line(rfile: BinaryIO) -> bytes:
     """The request line, or ``b""`` if the client closed before sending one."""
     line = rfile.readline(MAX_REQUEST_LINE)
     if len(line) >= MAX_REQUEST_LINE:
-        raise BadRequest("414 URI Too Long", f"the request line is {MAX_REQUEST_LINE} bytes or more")
+        reason = f"the request line is {MAX_REQUEST_LINE} bytes or more"
+        raise BadRequest("414 URI Too Long", reason)
     return line
 
 
