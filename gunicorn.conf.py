@@ -39,6 +39,9 @@ worker_connections = 1000
 # Client addresses from X-Forwarded-For are used for proxies in
 # forwarded_allow_ips (default: 127.0.0.1,::1).
 accesslog = "-"
+# The same lines as gunicorn's own logger, for less CPU, with control
+# characters escaped as nginx does (echo/access_log.py).
+logger_class = "echo.access_log.AccessLogger"
 access_log_format = (
     '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(L)ss %({echo.session}e)s'
 )

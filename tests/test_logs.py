@@ -22,6 +22,18 @@ def test_http_requests_reach_the_access_log(server):
     )
 
 
+def test_logged_values_are_escaped_so_a_request_cannot_forge_a_line(server):
+    """Quotes, backslashes and C1 controls (obs-text that a terminal may obey) are escaped."""
+    marker = uuid.uuid4().hex
+    agent = f'{marker} "quoted" back\\slash \x9b31m \x85next'
+    request = f"GET /healthz HTTP/1.1\r\nUser-Agent: {agent}\r\nConnection: close\r\n\r\n"
+    status, _, _ = http_exchange(server.port, request.encode("latin-1"))
+    assert status == 200
+    line = server.log_line(marker)
+    assert f' "{marker} \\"quoted\\" back\\\\slash \\x9b31m \\x85next" ' in line, line
+    assert line.isascii()
+
+
 def test_session_line_counts_traffic_and_who_closed(server):
     agent = f"test-{uuid.uuid4()}"
     with connect(server.ws_url, user_agent_header=agent) as ws:

@@ -1,0 +1,145 @@
+"""gunicorn's access log, each atom computed only when the format names it, and escaped.
+
+gunicorn's ``Logger.atoms()`` builds every atom, plus one per request
+header, response header and environ entry, and then copies them all to
+escape quotes: about 35 us a line, most of it for atoms the format never
+names. ``Atoms`` computes an atom when the format asks for it, so the line
+is gunicorn's line for a fraction of the cost (bench/README.md).
+
+Values are escaped as nginx escapes its log: a control character (C0, DEL,
+C1) becomes ``\\xHH`` and a backslash ``\\\\``, so no request can forge a log
+line or send escape sequences to an operator's terminal; a double quote
+becomes ``\\"``, as gunicorn writes it.
+
+Set ``logger_class = "echo.access_log.AccessLogger"`` (gunicorn.conf.py does).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from gunicorn import glogging
+
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f"\\]')
+
+
+def escape(text: str) -> str:
+    """``text`` safe to write in a log line (see the module docstring)."""
+    if _UNSAFE.search(text) is None:
+        return text
+    return _UNSAFE.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    char = match[0]
+    if char == '"':
+        return '\\"'
+    return "\\\\" if char == "\\" else f"\\x{ord(char):02x}"
+
+
+class Atoms(dict):
+    """The atoms of one access-log line, computed on lookup (``dict.__missing__``).
+
+    A ``dict`` so that logging passes it to the format as its mapping; the
+    format's names are looked up as gunicorn's ``SafeAtoms`` would: header
+    and environ names in any case, ``-`` for what is not there.
+    """
+
+    __slots__ = ("environ", "logger", "request_headers", "request_time", "response")
+
+    def __init__(
+        self,
+        logger: AccessLogger,
+        response: Any,
+        request: Any,
+        environ: dict[str, Any],
+        request_time: timedelta,
+    ) -> None:
+        super().__init__(l="-")  # never empty: logging formats with an empty dict as no args
+        self.logger, self.response, self.environ = logger, response, environ
+        self.request_headers = getattr(request, "headers", request)
+        self.request_time = request_time
+
+    def __missing__(self, key: str) -> Any:
+        compute = _ATOMS.get(key)
+        if compute is not None:
+            value = compute(self)
+        elif key.startswith("{") and len(key) > 3 and key[-2] == "}":
+            value = self._named(key[1:-2].lower(), key[-1])
+        else:
+            return "-"
+        return escape(value) if isinstance(value, str) else value
+
+    def _named(self, name: str, kind: str) -> Any:
+        """A request header (``i``), response header (``o``) or environ entry (``e``)."""
+        if kind == "e":
+            items: Any = self.environ.items()
+        else:
+            items = self.request_headers if kind == "i" else self.response.headers
+            items = items.items() if hasattr(items, "items") else items
+        found: Any = "-"
+        for key, value in items:  # the last of equal names, as gunicorn
+            if key.lower() == name:
+                found = value
+        return found
+
+
+def _status(atoms: Atoms) -> Any:
+    status = atoms.response.status
+    return status.split(None, 1)[0] if isinstance(status, str) else status
+
+
+def _sent(atoms: Atoms) -> str:
+    sent = getattr(atoms.response, "sent", None)
+    return "-" if sent is None else str(sent)
+
+
+def _microseconds(atoms: Atoms) -> int:
+    return atoms.request_time.seconds * 1_000_000 + atoms.request_time.microseconds
+
+
+_ATOMS: dict[str, Callable[[Atoms], Any]] = {
+    "h": lambda a: a.environ.get("REMOTE_ADDR", "-"),
+    "u": lambda a: a.logger._get_user(a.environ) or "-",
+    "t": lambda a: a.logger.now(),
+    "r": lambda a: (
+        f"{a.environ['REQUEST_METHOD']} {a.environ['RAW_URI']} {a.environ['SERVER_PROTOCOL']}"
+    ),
+    "s": _status,
+    "m": lambda a: a.environ.get("REQUEST_METHOD"),
+    "U": lambda a: a.environ.get("PATH_INFO"),
+    "q": lambda a: a.environ.get("QUERY_STRING"),
+    "H": lambda a: a.environ.get("SERVER_PROTOCOL"),
+    "b": _sent,
+    "B": lambda a: getattr(a.response, "sent", None),
+    "f": lambda a: a.environ.get("HTTP_REFERER", "-"),
+    "a": lambda a: a.environ.get("HTTP_USER_AGENT", "-"),
+    "T": lambda a: a.request_time.seconds,
+    "D": _microseconds,
+    "M": lambda a: _microseconds(a) // 1000,
+    "L": lambda a: f"{a.request_time.seconds}.{a.request_time.microseconds:06d}",
+    "p": lambda a: f"<{os.getpid()}>",
+}
+
+
+class AccessLogger(glogging.Logger):
+    """gunicorn's logger with lazily computed, escaped access-log atoms."""
+
+    atoms_wrapper_class = staticmethod(lambda atoms: atoms)  # Atoms is its own SafeAtoms
+    _second: int | None = None
+    _now = ""
+
+    def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> Atoms:
+        return Atoms(self, resp, req, environ, request_time)
+
+    def now(self) -> str:
+        """gunicorn's timestamp, formatted once a second rather than once a line."""
+        second = int(time.time())
+        if second != self._second:
+            self._second, self._now = second, super().now()
+        return self._now
