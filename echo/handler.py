@@ -300,10 +300,9 @@ class EchoHandler(WebSocketHandler):
 
     def complete_handshake(self, negotiated: handshake.Headers) -> None:
         """Send the 101, with the ``negotiated`` headers (called by ``EchoWebSocket.accept``)."""
-        WSGIHandler.start_response(
-            self, "101 Switching Protocols", handshake.response_headers(self.environ) + negotiated
-        )
-        self.write(b"")
+        self.status = self._orig_status = "101 Switching Protocols"
+        self.code, self.headers_sent = 101, True
+        self._sendall(handshake.switching_protocols(self.environ, negotiated))
 
     def start_response(
         self, status: str, headers: handshake.Headers, exc_info: Any = None

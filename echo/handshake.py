@@ -89,10 +89,18 @@ def accept_key(key: str) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def response_headers(environ: Mapping[str, Any]) -> Headers:
-    """Headers of the 101 response to a handshake that passed ``check``."""
-    return [
-        ("Upgrade", "websocket"),
-        ("Connection", "Upgrade"),
-        ("Sec-WebSocket-Accept", accept_key(environ["HTTP_SEC_WEBSOCKET_KEY"])),
+def switching_protocols(environ: Mapping[str, Any], negotiated: Headers) -> bytes:
+    """The 101 response to a handshake that passed ``check``, with the ``negotiated`` headers.
+
+    Written out whole: pywsgi's response path (header validation, a Date)
+    cost about 40 us, for a response whose every header is known here.
+    """
+    accept = accept_key(environ["HTTP_SEC_WEBSOCKET_KEY"])
+    lines = [
+        "HTTP/1.1 101 Switching Protocols",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Accept: {accept}",
+        *(f"{name}: {value}" for name, value in negotiated),
     ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

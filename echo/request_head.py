@@ -115,7 +115,14 @@ def parse(lines: list[bytes]) -> RequestHead:
         )
     head.method = parser.get_method().decode("ascii")
     head.version = f"HTTP/{version}"
-    head.keep_alive = parser.should_keep_alive()
+    # llhttp's should_keep_alive() is reset once a message without a body is complete.
+    connection = {
+        token.strip().lower()
+        for key, value in head.fields
+        if key.lower() == "connection"
+        for token in value.split(",")
+    }
+    head.keep_alive = "keep-alive" in connection if version == "1.0" else "close" not in connection
     return head
 
 

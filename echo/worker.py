@@ -81,7 +81,22 @@ class EnvironHeaders:
         ]
 
 
+# Whether each client address is a trusted proxy: settled once per address
+# (ipaddress costs about 20 us a request); the worker's settings never change.
+_trusted_addresses: dict[str, bool] = {}
+_TRUSTED_ADDRESSES_KEPT = 4096
+
+
 def _trusted(address: str, cfg: Any) -> bool:
+    trusted = _trusted_addresses.get(address)
+    if trusted is None:
+        if len(_trusted_addresses) >= _TRUSTED_ADDRESSES_KEPT:
+            _trusted_addresses.clear()
+        trusted = _trusted_addresses[address] = _is_trusted(address, cfg)
+    return trusted
+
+
+def _is_trusted(address: str, cfg: Any) -> bool:
     if "*" in cfg.forwarded_allow_ips:
         return True
     try:
