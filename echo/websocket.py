@@ -36,7 +36,7 @@ from .deflate import Deflate
 from .errors import ConnectionClosed, ProtocolError
 from .negotiation import NOTHING, Agreement
 from .reader import Close, Message, MessageReader, Ping, Pong
-from .sockets import send_all
+from .sockets import send_all, wait_readable
 
 if TYPE_CHECKING:
     from .handler import EchoHandler
@@ -151,6 +151,7 @@ class EchoWebSocket(WebSocket):
         if not idle:
             return self._receive_within_read_timeout(size)
         self._idle.set()  # cleared once the client sends again
+        wait_readable(self._socket)
         data = self._socket.recv(size)
         if data:
             self._idle.clear()
