@@ -62,6 +62,8 @@ class EchoHandler(WebSocketHandler):
     """Serves plain HTTP as pywsgi does and hands valid handshakes to the app."""
 
     websocket: EchoWebSocket | None = None
+    # Until a head is parsed (gunicorn's access log reads the headers of any request).
+    headers: request_head.RequestHead | Any = request_head.RequestHead()
     _hands_over = False  # the upgrade succeeded: the session runs after handle()
 
     @property

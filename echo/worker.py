@@ -2,12 +2,13 @@
 
 import ipaddress
 import logging
+from datetime import timedelta
 from types import FrameType
 from typing import Any
 
 import gevent
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
-from gunicorn.workers.ggevent import PyWSGIHandler
+from gunicorn.workers.ggevent import GeventResponse, PyWSGIHandler
 
 from . import memory
 from .handler import EchoHandler
@@ -47,18 +48,31 @@ class GunicornEchoHandler(PyWSGIHandler, EchoHandler):
         self.headers = EnvironHeaders(self.environ)  # for %({name}i)s
 
     def _log_request(self) -> None:
-        if self.environ is None:
+        """gunicorn's access-log call, as its ``PyWSGIHandler.log_request`` makes it.
+
+        The request's headers go as they are, for the atoms to read only if
+        the format names one (``echo.access_log``); gunicorn's own handler
+        lists them first, and converts both timestamps to datetimes.
+        """
+        log = self.server.log
+        if not log.access_log_enabled:
+            return
+        environ = self.environ
+        if environ is None:
             # pywsgi could not parse the request (it was answered 400/408/414):
             # gunicorn's access log needs a request, so log what is known.
             client = self.client_address
-            self.environ = {
+            environ = {
                 "REMOTE_ADDR": client[0] if isinstance(client, tuple) else str(client),
                 "REQUEST_METHOD": "-",
                 "RAW_URI": "-",
                 "SERVER_PROTOCOL": "-",
             }
-            self.response_headers = []
-        PyWSGIHandler.log_request(self)
+        status = self.status.decode() if isinstance(self.status, bytes) else self.status
+        headers = self.response_headers or []
+        duration = timedelta(seconds=self.time_finish - self.time_start)
+        response = GeventResponse(status, headers, self.response_length)
+        log.access(response, self.headers, environ, duration)
 
 
 class EnvironHeaders:

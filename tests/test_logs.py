@@ -98,18 +98,20 @@ def test_forwarded_address_trusted_only_from_forwarded_allow_ips(gunicorn_server
 
 
 def test_access_log_format_is_configurable_the_gunicorn_way():
-    args = "--access-logformat '%(h)s %(s)s %({user-agent}i)s %({echo.session}e)s'"
+    args = (
+        "--access-logformat '%(h)s %(s)s %({user-agent}i)s %({content-type}o)s %({echo.session}e)s'"
+    )
     with ServerProcess(GUNICORN, {"GUNICORN_CMD_ARGS": args}) as server:
         agent = f"test-{uuid.uuid4()}"
         http_exchange(server.port, handshake_request(server.port, "/nope", User_Agent=agent))
-        assert server.log_line(agent) == f"127.0.0.1 404 {agent} -"
+        assert server.log_line(agent) == f"127.0.0.1 404 {agent} text/html; charset=utf-8 -"
         # A session's line is written when it ends, long after its request.
         agent = f"test-{uuid.uuid4()}"
         with connect(server.ws_url, user_agent_header=agent) as ws:
             ws.close(4000)
         line = server.log_line(agent)
         assert re.fullmatch(
-            rf"127\.0\.0\.1 101 {agent} id=\S+ subprotocol=- compression=permessage-deflate"
+            rf"127\.0\.0\.1 101 {agent} - id=\S+ subprotocol=- compression=permessage-deflate"
             r" in=0/0B out=0/0B close=4000 by=client",
             line,
         )
