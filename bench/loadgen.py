@@ -13,7 +13,8 @@ import itertools
 import os
 import statistics
 import time
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from echo.frames import apply_mask, encode_header
@@ -122,7 +123,8 @@ class Measured:
     """One run: a rate, latencies, the generator's own CPU use in % of a core.
 
     ``operations`` (round trips, messages or handshakes done) lets the caller
-    divide the server's CPU time by them.
+    divide the server's CPU time by them. ``latencies`` (seconds, sorted) are
+    kept so that runs in several generator processes can be merged.
     """
 
     rate: float
@@ -131,16 +133,32 @@ class Measured:
     client_cpu: float = 0.0
     operations: int = 0
     server_us: float = 0.0  # server CPU per operation, in microseconds
+    latencies: list[float] = field(default_factory=list, repr=False)
 
 
-def _percentile(sorted_values: list[float], fraction: float) -> float:
+#: Called when a run's connections are ready and again when its timed part is
+#: over: the split generator (bench/split.py) lines its processes up there.
+Gate = Callable[[], None]
+
+
+def no_gate() -> None:
+    """A run in one process: nothing to line up with."""
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """In milliseconds; 0 without values."""
+    if not sorted_values:
+        return 0.0
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))] * 1000
 
 
-async def round_trips(target: Target, connections: int, size: int, seconds: float) -> Measured:
+async def round_trips(
+    target: Target, connections: int, size: int, seconds: float, gate: Gate = no_gate
+) -> Measured:
     """Each connection sends a message and waits for its echo, again and again."""
     frame = client_frame(0x1 if size < 1024 else 0x2, b"x" * size)
-    return await exchanges(target, connections, [(frame, target.reply_size(frame, size))], seconds)
+    requests = [(frame, target.reply_size(frame, size))]
+    return await exchanges(target, connections, requests, seconds, gate=gate)
 
 
 async def exchanges(
@@ -149,10 +167,12 @@ async def exchanges(
     requests: list[tuple[bytes, int]],
     seconds: float,
     protocol: type[Connection] = Connection,
+    gate: Gate = no_gate,
 ) -> Measured:
     """Each connection sends ``requests`` (frame, reply size) in turn, awaiting each reply."""
     conns = await asyncio.gather(*(open_connection(target, protocol) for _ in range(connections)))
     latencies: list[float] = []
+    gate()
     server_cpu = target.server_cpu()
     cpu, started = time.process_time(), time.perf_counter()
     deadline = started + seconds
@@ -167,16 +187,19 @@ async def exchanges(
     await asyncio.gather(*(loop(conn) for conn in conns))
     elapsed = time.perf_counter() - started
     client_cpu = 100 * (time.process_time() - cpu) / elapsed
+    server_us = _per_operation(target.server_cpu() - server_cpu, len(latencies))
+    gate()
     for conn in conns:
         conn.transport.close()
     latencies.sort()
     return Measured(
         len(latencies) / elapsed,
-        _percentile(latencies, 0.5),
-        _percentile(latencies, 0.99),
+        percentile(latencies, 0.5),
+        percentile(latencies, 0.99),
         client_cpu,
         len(latencies),
-        _per_operation(target.server_cpu() - server_cpu, len(latencies)),
+        server_us,
+        latencies,
     )
 
 
@@ -193,9 +216,12 @@ def in_megabytes(result: Measured, size: int) -> Measured:
 CLOSE = client_frame(0x8, b"\x03\xe8")
 
 
-async def handshakes(target: Target, concurrency: int, seconds: float) -> Measured:
+async def handshakes(
+    target: Target, concurrency: int, seconds: float, gate: Gate = no_gate
+) -> Measured:
     """Open, handshake, close (Close frame answered), as fast as ``concurrency`` clients can."""
     done = 0
+    gate()
     server_cpu = target.server_cpu()
     cpu, started = time.process_time(), time.perf_counter()
     deadline = started + seconds
@@ -212,6 +238,7 @@ async def handshakes(target: Target, concurrency: int, seconds: float) -> Measur
     elapsed = time.perf_counter() - started
     client_cpu = 100 * (time.process_time() - cpu) / elapsed
     server_us = _per_operation(target.server_cpu() - server_cpu, done)
+    gate()
     return Measured(done / elapsed, client_cpu=client_cpu, operations=done, server_us=server_us)
 
 
@@ -251,7 +278,6 @@ async def many_at_once(target: Target, count: int) -> int:
 
 
 def median(runs: list[Measured]) -> Measured:
-    """Each figure's median over the runs."""
-    return Measured(
-        *(statistics.median(getattr(r, f.name) for r in runs) for f in fields(Measured))
-    )
+    """Each figure's median over the runs (latencies are not kept)."""
+    figures = [f.name for f in fields(Measured) if f.name != "latencies"]
+    return Measured(**{name: statistics.median(getattr(r, name) for r in runs) for name in figures})

@@ -34,7 +34,7 @@ from websockets.asyncio.client import connect as ws_connect
 from conformance.run import run_kosoku
 from tests.servers import GUNICORN, ROOT, ServerProcess, proc_status
 
-from . import compressed, loadgen
+from . import compressed, loadgen, split
 from .loadgen import Measured, Target
 
 SECONDS, RUNS = 2.0, 3
@@ -76,14 +76,33 @@ COMPRESSING: dict[str, Callable[[], ServerProcess]] = {
     "echo": SERVERS["echo"],
     "websockets": peer("websockets-deflate"),
 }
-WORKLOADS: dict[str, Callable[[Target], Awaitable[Measured]]] = {
-    "32 B round trips/s, 1 connection": lambda t: loadgen.round_trips(t, 1, 32, SECONDS),
-    "32 B round trips/s, 100 connections": lambda t: loadgen.round_trips(t, 100, 32, SECONDS),
-    "32 B round trips/s, 1,000 connections": lambda t: loadgen.round_trips(t, 1000, 32, SECONDS),
-    "64 KiB echo, MB/s": lambda t: loadgen.throughput(t, 64 << 10, SECONDS),
-    "1 MiB echo, MB/s": lambda t: loadgen.throughput(t, 1 << 20, SECONDS),
-    "16 MiB echo, MB/s": lambda t: loadgen.throughput(t, 16 << 20, SECONDS),
-    "handshakes/s (10 at a time)": lambda t: loadgen.handshakes(t, 10, SECONDS),
+GENERATORS = 2  # load-generator processes sharing a many-connection workload (bench/split.py)
+
+
+def one_process(workload: Callable[[Target], Awaitable[Measured]]) -> Callable[[Target], Measured]:
+    return lambda target: uvloop.run(workload(target))
+
+
+def in_processes(part: split.Part, connections: int) -> Callable[[Target], Measured]:
+    return lambda target: split.run(part, target, connections, GENERATORS)
+
+
+def _round_trips(size: int) -> split.Part:
+    return lambda target, share, gate: loadgen.round_trips(target, share, size, SECONDS, gate)
+
+
+WORKLOADS: dict[str, Callable[[Target], Measured]] = {
+    "32 B round trips/s, 1 connection": one_process(
+        lambda t: loadgen.round_trips(t, 1, 32, SECONDS)
+    ),
+    "32 B round trips/s, 100 connections": in_processes(_round_trips(32), 100),
+    "32 B round trips/s, 1,000 connections": in_processes(_round_trips(32), 1000),
+    "64 KiB echo, MB/s": one_process(lambda t: loadgen.throughput(t, 64 << 10, SECONDS)),
+    "1 MiB echo, MB/s": one_process(lambda t: loadgen.throughput(t, 1 << 20, SECONDS)),
+    "16 MiB echo, MB/s": one_process(lambda t: loadgen.throughput(t, 16 << 20, SECONDS)),
+    "handshakes/s (10 at a time)": in_processes(
+        lambda target, share, gate: loadgen.handshakes(target, share, SECONDS, gate), 10
+    ),
 }
 
 
@@ -98,7 +117,7 @@ def measure(name: str, server: ServerProcess) -> dict[str, Measured | float]:
     rss = idle_rss(target, server_pid(name, server)) / 1024
     results: dict[str, Measured | float] = {}
     for workload, run in WORKLOADS.items():
-        results[workload] = loadgen.median([uvloop.run(run(target)) for _ in range(RUNS)])
+        results[workload] = loadgen.median([run(target) for _ in range(RUNS)])
         print(f"  {name}: {workload}: {results[workload].rate:,.1f}", flush=True)
     results[RSS_ROW] = rss
     return results
