@@ -47,7 +47,7 @@ _RSV2_RSV3 = 0x30
 Receive = Callable[[int, bool], bytes]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
     """A whole data message: ``str`` for text, ``bytes`` for binary; ``size`` in bytes."""
 
@@ -55,17 +55,17 @@ class Message:
     size: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ping:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Pong:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Close:
     """The client's Close frame; ``code`` is ``None`` when it carried no status."""
 

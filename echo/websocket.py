@@ -193,14 +193,16 @@ class EchoWebSocket(WebSocket):
             else:
                 # A client that never lets the socket run dry must not keep the
                 # others waiting (control frames, 125 bytes at most, count as empty).
-                self._budget.spend(fairness.EVENT_COST + getattr(event, "size", 0))
                 if isinstance(event, Message):
+                    self._budget.spend(fairness.EVENT_COST + event.size)
                     if self.state is State.OPEN:
                         self.messages_in += 1
                         self.bytes_in += event.size
                         return event.data
                     # Data after our Close frame is discarded (RFC 6455 section 5.5.1).
-                elif isinstance(event, Ping):
+                    continue
+                self._budget.spend(fairness.EVENT_COST)
+                if isinstance(event, Ping):
                     self._send_quietly(frames.OP_PONG, event.payload)
                 elif isinstance(event, Pong):
                     self._on_pong(event.payload)
