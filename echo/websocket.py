@@ -82,8 +82,10 @@ class EchoWebSocket(WebSocket):
         self._send_lock = Semaphore()
         self._pending_ping: tuple[bytes, Event] | None = None
         self._close_timer: gevent.Greenlet | None = None
-        # Set while the reader waits for a new message with nothing buffered.
-        self._idle = Event()
+        # True while the reader waits for a new message with nothing buffered;
+        # go_away() waits on _went_idle for that (made only then).
+        self._idle = False
+        self._went_idle: Event | None = None
         self._closed_callbacks: list[Callable[[], None]] = []
         self.session: Callable[[EchoWebSocket], None] | None = None  # see accept()
 
@@ -150,11 +152,13 @@ class EchoWebSocket(WebSocket):
         # that); silence in the middle of one is bounded by read_timeout.
         if not idle:
             return self._receive_within_read_timeout(size)
-        self._idle.set()  # cleared once the client sends again
+        self._idle = True  # until the client sends again
+        if self._went_idle is not None:
+            self._went_idle.set()
         wait_readable(self._socket)
         data = self._socket.recv(size)
         if data:
-            self._idle.clear()
+            self._idle = False
         return data
 
     def _receive_within_read_timeout(self, size: int) -> bytes:
@@ -280,9 +284,13 @@ class EchoWebSocket(WebSocket):
 
     def _close_when_idle(self, code: int, reason: str) -> None:
         while self.state is State.OPEN:
-            self._idle.wait()
-            if self._idle.is_set():
+            if self._idle:
                 self.close(code, reason)
+                return
+            if self._went_idle is None:
+                self._went_idle = Event()
+            self._went_idle.clear()
+            self._went_idle.wait()
 
     def close_and_wait(self, code: int | None = 1000, reason: str = "") -> None:
         """Close if still open and read until the closing handshake is over."""
@@ -366,7 +374,8 @@ class EchoWebSocket(WebSocket):
             return
         self.state = State.CLOSED
         self._open.discard(self)
-        self._idle.set()  # release a pending go_away
+        if self._went_idle is not None:
+            self._went_idle.set()  # release a pending go_away
         timer, self._close_timer = self._close_timer, None
         if timer is not None and timer is not gevent.getcurrent():
             timer.kill(block=False)
