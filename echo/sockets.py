@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from gevent.socket import socket as PlainSocket
@@ -31,3 +32,20 @@ def wait_readable(sock: Any) -> None:
     """
     if type(sock) is PlainSocket:  # not gevent's SSLSocket, a subclass
         sock._wait(sock._read_event)  # gevent's own wait, on the socket's own watcher
+
+
+def has_input(sock: Any) -> bool:
+    """Whether bytes have arrived on ``sock`` that nobody has read yet; never waits.
+
+    A reader waiting for the socket (``wait_readable``) may not have been
+    told yet of what has already arrived.
+    """
+    pending = getattr(sock, "pending", None)
+    if pending is not None and pending():  # TLS: decrypted, not yet read
+        return True
+    try:
+        return bool(sock._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except BlockingIOError:
+        return False
+    except OSError:
+        return False  # reset or closed: nothing more will be read

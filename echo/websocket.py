@@ -36,7 +36,7 @@ from .deflate import Deflate
 from .errors import ConnectionClosed, ProtocolError
 from .negotiation import NOTHING, Agreement
 from .reader import Close, Message, MessageReader, Ping, Pong
-from .sockets import send_all, wait_readable
+from .sockets import has_input, send_all, wait_readable
 
 if TYPE_CHECKING:
     from .handler import EchoHandler
@@ -284,7 +284,7 @@ class EchoWebSocket(WebSocket):
 
     def _close_when_idle(self, code: int, reason: str) -> None:
         while self.state is State.OPEN:
-            if self._idle:
+            if self._idle and not has_input(self._socket):
                 self.close(code, reason)
                 return
             if self._went_idle is None:
