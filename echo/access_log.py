@@ -80,6 +80,10 @@ class Atoms(dict):
     def _named(self, name: str, kind: str) -> Any:
         """A request header (``i``), response header (``o``) or environ entry (``e``)."""
         if kind == "e":
+            # Most names are the environ's own (echo.session) or its upper case (HTTP_HOST).
+            for key in (name, name.upper()):
+                if key in self.environ:
+                    return self.environ[key]
             items: Any = self.environ.items()
         else:
             items = self.request_headers if kind == "i" else self.response.headers

@@ -124,8 +124,7 @@ class EchoHandler(WebSocketHandler):
         self.requestline = raw_requestline.rstrip()
         self.command, self.path, self.request_version = head.method, head.target, head.version
         self.headers = self._head = head
-        length = head.get("content-length")
-        self.content_length = None if length is None else int(length)  # digits: llhttp checked
+        self.content_length = head.content_length
         self.close_connection = not head.keep_alive
         return True
 
@@ -224,17 +223,15 @@ class EchoHandler(WebSocketHandler):
 
         The environ keeps its text entries, any of which an access-log format
         may name; its objects (Flask's request among them) are left behind.
-        Its strings are interned: connections mostly repeat the same header
-        names and values, so thousands of records share them. Response
-        headers are not kept: pywsgi holds them as bytes, which gunicorn's
-        %({name}o)s cannot name.
+        Its values are interned: connections mostly repeat the same header
+        values, so thousands of records share them (its keys are shared
+        already: ``request_head`` makes each once). A 101 has no response
+        headers of its own to keep.
         """
         self.__dict__ = {
             **{name: getattr(self, name) for name in _LOGGED},
             "requestline": sys.intern(self.requestline),
-            "environ": {
-                sys.intern(k): sys.intern(v) for k, v in self.environ.items() if isinstance(v, str)
-            },
+            "environ": {k: sys.intern(v) for k, v in self.environ.items() if isinstance(v, str)},
             "response_headers": (),
             "websocket": self.websocket,
         }

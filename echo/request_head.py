@@ -42,26 +42,26 @@ class RequestHead:
     target: str = ""
     version: str = ""  # "HTTP/1.1"
     fields: list[tuple[str, str]] = field(default_factory=list)
+    connection: set[str] = field(default_factory=set)  # Connection's tokens, lower case
+    content_length: int | None = None
     keep_alive: bool = False  # the client may send another request on the connection
 
     def items(self) -> list[tuple[str, str]]:
         """The headers as sent (gunicorn's access log reads them so)."""
         return self.fields
 
-    def get(self, name: str, default: str | None = None) -> str | None:
-        """The first value of the header ``name`` (any case)."""
-        name = name.lower()
-        for key, value in self.fields:
-            if key.lower() == name:
-                return value
-        return default
-
     # httptools' callbacks, called while the head is parsed.
     def on_url(self, url: bytes) -> None:
         self.target += url.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.fields.append((name.decode("latin-1"), value.decode("latin-1")))
+        text = value.decode("latin-1")
+        self.fields.append((name.decode("latin-1"), text))
+        key = name.lower()
+        if key == b"connection":
+            self.connection.update(token.strip().lower() for token in text.split(","))
+        elif key == b"content-length":
+            self.content_length = int(text)  # digits, and never twice: llhttp checks
 
 
 def read_request_line(rfile: BinaryIO) -> bytes:
@@ -116,13 +116,10 @@ def parse(lines: list[bytes]) -> RequestHead:
     head.method = parser.get_method().decode("ascii")
     head.version = f"HTTP/{version}"
     # llhttp's should_keep_alive() is reset once a message without a body is complete.
-    connection = {
-        token.strip().lower()
-        for key, value in head.fields
-        if key.lower() == "connection"
-        for token in value.split(",")
-    }
-    head.keep_alive = "keep-alive" in connection if version == "1.0" else "close" not in connection
+    if version == "1.0":
+        head.keep_alive = "keep-alive" in head.connection
+    else:
+        head.keep_alive = "close" not in head.connection
     return head
 
 
