@@ -133,6 +133,7 @@ class Measured:
     client_cpu: float = 0.0
     operations: int = 0
     server_us: float = 0.0  # server CPU per operation, in microseconds
+    spread: float = 0.0  # of the rate over the runs a median was taken of: (max - min) / median
     latencies: list[float] = field(default_factory=list, repr=False)
 
 
@@ -278,6 +279,11 @@ async def many_at_once(target: Target, count: int) -> int:
 
 
 def median(runs: list[Measured]) -> Measured:
-    """Each figure's median over the runs (latencies are not kept)."""
-    figures = [f.name for f in fields(Measured) if f.name != "latencies"]
-    return Measured(**{name: statistics.median(getattr(r, name) for r in runs) for name in figures})
+    """Each figure's median over the runs, and the rate's spread (latencies are not kept)."""
+    figures = [f.name for f in fields(Measured) if f.name not in ("spread", "latencies")]
+    result = Measured(
+        **{name: statistics.median(getattr(r, name) for r in runs) for name in figures}
+    )
+    rates = [r.rate for r in runs]
+    result.spread = (max(rates) - min(rates)) / result.rate if result.rate else 0.0
+    return result

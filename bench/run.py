@@ -216,7 +216,13 @@ def autobahn_9(url: str, label: str) -> str:
 def table(results: dict[str, dict], extra: dict[str, str]) -> str:
     """Rates with server CPU per operation, then this server's ratio to each peer."""
     names, rows = list(SERVERS), [*WORKLOADS, RSS_ROW]
-    lines = [f"| Workload | {' | '.join(names)} | generator CPU, max |"]
+    lines = [
+        f"Each cell: the median of {RUNS} runs ± half their range, and the server's CPU "
+        "time per operation. Generator CPU: the load generator's processes together, "
+        "in % of one core.",
+        "",
+        f"| Workload | {' | '.join(names)} | generator CPU, max |",
+    ]
     lines.append("| --- |" + " ---: |" * (len(names) + 1))
     for workload in rows:
         values = [results[name][workload] for name in names]
@@ -241,11 +247,12 @@ def _rate(value: Measured | float) -> float:
 
 
 def _cell(value: Measured | float) -> str:
-    """A rate with the server's CPU per operation, or a plain figure (RSS)."""
+    """A rate ± its spread over the runs, with the server's CPU per operation; or RSS."""
     if not isinstance(value, Measured):
         return f"{value:,.1f}"
     rate = f"{value.rate:,.0f}" if value.rate >= 100 else f"{value.rate:,.1f}"
-    return f"{rate} ({value.server_us:,.0f} µs)" if value.server_us else rate
+    rate += f" ±{50 * value.spread:.0f}%"
+    return f"{rate} ({value.server_us:,.1f} µs)" if value.server_us else rate
 
 
 def main() -> int:
