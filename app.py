@@ -1,8 +1,12 @@
 """The WSGI application; ``python app.py`` runs the development server."""
 
 from echo import create_app
+from echo.config import ConfigError
 
-app = create_app()
+try:
+    app = create_app()
+except ConfigError as error:  # one line, as gunicorn.conf.py prints it
+    raise SystemExit(f"app.py: {error}") from None
 
 if __name__ == "__main__":
     from echo.devserver import serve

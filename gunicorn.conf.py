@@ -15,13 +15,23 @@ _METRICS_DIR_PREFIX = "echo-metrics-"
 if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=_METRICS_DIR_PREFIX)
 
-from echo.config import ConfigError, Settings  # noqa: E402 (after the metrics directory)
+from echo.config import ConfigError, Settings, bind_host  # noqa: E402 (after the metrics directory)
 
 wsgi_app = "app:app"
 
 # --- Server socket -----------------------------------------------------------
 # HOST and PORT as for `python app.py`; loopback unless you say otherwise.
-bind = [f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"]
+# An IPv6 address may be written with or without brackets: HOST=::1 or HOST=[::1].
+bind = [f"{bind_host(os.environ.get('HOST', '127.0.0.1'))}:{os.environ.get('PORT', '8000')}"]
+
+# --- Control socket ------------------------------------------------------------
+# gunicorn 27 opens a control socket for `gunicornc` at one path per user
+# ($HOME/.gunicorn/gunicorn.ctl), shared by every instance on the machine, so
+# it is off here. To use gunicornc, give this instance a path of its own:
+# CONTROL_SOCKET=/run/echo/gunicorn.ctl.
+control_socket_disable = not os.environ.get("CONTROL_SOCKET")
+if not control_socket_disable:
+    control_socket = os.environ["CONTROL_SOCKET"]
 
 # --- Workers -----------------------------------------------------------------
 # One gevent worker holds thousands of connections; `workers` defaults to
@@ -68,6 +78,13 @@ except ConfigError as error:
 
 # Hand the resolved settings to the workers (gunicorn resets these on reload).
 raw_env = websocket.to_env()
+
+
+def post_fork(server, worker):
+    """A stop signal that reaches a worker before its own handlers must not be lost."""
+    from echo.worker import stop_early_if_asked
+
+    stop_early_if_asked(server)
 
 
 def child_exit(server, worker):

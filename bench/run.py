@@ -32,7 +32,7 @@ import uvloop
 from websockets.asyncio.client import connect as ws_connect
 
 from conformance.run import run_kosoku
-from tests.servers import GUNICORN, ROOT, ServerProcess, proc_status
+from tests.servers import GUNICORN, ROOT, ServerProcess, proc_status, remove_scratch
 
 from . import compressed, loadgen, split
 from .loadgen import Measured, Target
@@ -284,6 +284,7 @@ def main() -> int:
     report = table(results, extra)
     RESULTS.write_text(f"# Benchmark results\n\n{report}\n")
     print(report)
+    remove_scratch()
     return 0
 
 

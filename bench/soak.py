@@ -23,7 +23,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from websockets.sync.client import connect
 from tests.greedy import GreedyClient
 from tests.greedy import probe as greedy_probe
 from tests.rawws import OP_BINARY, RawClient, encode_frame
-from tests.servers import ServerProcess, allow_open_files, wait_for
+from tests.servers import ServerProcess, allow_open_files, remove_scratch, scratch_dir, wait_for
 
 from . import loadgen
 
@@ -198,12 +197,14 @@ def main() -> int:
     failures = []
     for name, phase in PHASES.items():
         print(f"== {name}", flush=True)
-        probe_file = Path(tempfile.mkdtemp(prefix="echo-soak-")) / "probe.json"
+        probe_file = scratch_dir("echo-soak-") / "probe.json"
         env = {"ECHO_PROBE_FILE": str(probe_file)}
         with ServerProcess(COMMAND, env) as server:
             failures += [f"{name}: {failure}" for failure in phase(server, probe_file)]
     for failure in failures:
         print("FAIL", failure)
+    if not failures:
+        remove_scratch()  # the servers' logs are kept when something failed
     return 1 if failures else 0
 
 

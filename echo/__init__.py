@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask, Response, request
+from werkzeug.exceptions import MethodNotAllowed
 from werkzeug.routing import WebsocketMismatch
 
 from .config import CONFIG_KEY, Settings
@@ -24,7 +25,21 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(bp)
     app.extensions[WEBSOCKET_ENDPOINTS] = {WEBSOCKET_PATH: accept_echo}
     app.register_error_handler(WebsocketMismatch, _no_websocket_here)
+    app.register_error_handler(MethodNotAllowed, _method_not_allowed)
     return app
+
+
+def _method_not_allowed(error: MethodNotAllowed) -> Response:
+    """A one-line reason and ``Allow``, as for every other refusal, not Flask's HTML page."""
+    if request.path == WEBSOCKET_PATH:
+        allowed = ["GET"]
+        reason = f"{WEBSOCKET_PATH} only accepts WebSocket handshakes, which use GET"
+    else:
+        allowed = sorted(error.valid_methods or [])
+        reason = f"{request.path} answers {', '.join(allowed)}"
+    response = text_response(405, f"{request.method} is not allowed: {reason}")
+    response.headers["Allow"] = ", ".join(allowed)
+    return response
 
 
 def _no_websocket_here(error: WebsocketMismatch) -> Response:

@@ -55,6 +55,17 @@ def _size(raw: Any) -> int:
     return value
 
 
+def host_address(raw: str) -> str:
+    """``HOST`` as an address to listen on: ``::1`` and ``[::1]`` alike give ``::1``."""
+    return raw.strip().removeprefix("[").removesuffix("]")
+
+
+def bind_host(raw: str) -> str:
+    """``HOST`` as gunicorn's ``bind`` and URLs write it: an IPv6 address in brackets."""
+    address = host_address(raw)
+    return f"[{address}]" if ":" in address else address
+
+
 def normalize_origin(origin: str) -> str:
     """An origin as compared: trimmed, without a trailing slash, lower case."""
     return origin.strip().rstrip("/").lower()

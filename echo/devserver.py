@@ -13,7 +13,7 @@ from gevent.event import Event
 from gevent.pool import Pool
 
 from . import memory
-from .config import CONFIG_KEY
+from .config import CONFIG_KEY, bind_host, host_address
 from .handler import EchoHandler
 from .server import EchoServer
 from .websocket import EchoWebSocket
@@ -28,10 +28,10 @@ def serve(app: Flask) -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # A pool, so that stop() waits for the connections' closing handshakes.
-    server = EchoServer((host, port), app, handler_class=EchoHandler, spawn=Pool())
+    server = EchoServer((host_address(host), port), app, handler_class=EchoHandler, spawn=Pool())
     logging.getLogger(__name__).info(
         "development server on http://%s:%d (WebSocket at /ws); use `make run` in production",
-        host,
+        bind_host(host),
         port,
     )
     server.start()

@@ -16,6 +16,7 @@ days holds none of its request's objects.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -28,7 +29,7 @@ import gevent
 from gevent.pywsgi import Input, WSGIHandler
 from geventwebsocket.handler import WebSocketHandler
 
-from . import fairness, handshake, metrics, negotiation, request_head
+from . import fairness, handshake, lingering, metrics, negotiation, request_head
 from .config import Settings
 from .errors import Evicted, RequestTimeout
 from .routes import WEBSOCKET_ENDPOINTS
@@ -88,16 +89,50 @@ class EchoHandler(WebSocketHandler):
         self._forget_request()
         return self._run_session
 
-    def handle_one_request(self) -> tuple[str, bytes] | bool | None:
+    def handle_one_request(self) -> bool | None:
         # A client pipelining requests on a keep-alive connection never lets
         # the socket run dry: give the other connections a turn now and then.
         self._budget.spend(fairness.REQUEST_COST)
         try:
-            return super().handle_one_request()
+            result = super().handle_one_request()
         except (RequestTimeout, request_head.BadRequest) as error:  # reading the request line
-            return self._handle_client_error(error)
+            result = self._handle_client_error(error)
         finally:
             self._stop_waiting()
+        if isinstance(result, tuple):  # refused before the application saw it
+            self._refuse(*result)
+            return None
+        return result
+
+    def _refuse(self, status: str, response: bytes) -> None:
+        """Send a refusal and close so that the client can read it, then log it.
+
+        pywsgi would close with the rest of the request unread, and the
+        kernel's reset can destroy the answer before the client reads it. A
+        408 goes to a client too slow to have anything unread: it is closed
+        at once, or trickling clients would hold their connections longer.
+        """
+        self.status = status
+        with contextlib.suppress(OSError):
+            send_all(self.socket, response)
+            if not status.startswith("408"):
+                self._linger()
+        self.time_finish = time.time()
+        self.log_request()
+
+    def _linger(self) -> None:
+        """Discard what the client still sends, for ``close_timeout`` at most.
+
+        Meanwhile the connection counts as a request still arriving: at
+        ``worker_connections`` it may be ended to make room, like one.
+        """
+        self.server.unfinished.started()
+        try:
+            lingering.drain(self.socket, self.settings.close_timeout)
+        except Evicted:
+            pass
+        finally:
+            self.server.unfinished.finished()
 
     def read_requestline(self) -> str:
         """Wait for a request's first byte, then bound the whole request by ``read_timeout``.

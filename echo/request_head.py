@@ -116,7 +116,9 @@ def parse(lines: list[bytes]) -> RequestHead:
     head.method = parser.get_method().decode("ascii")
     head.version = f"HTTP/{version}"
     # llhttp's should_keep_alive() is reset once a message without a body is complete.
-    if version == "1.0":
+    if head.method == "CONNECT":  # what follows would be a tunnel's, never a request
+        head.keep_alive = False
+    elif version == "1.0":
         head.keep_alive = "keep-alive" in head.connection
     else:
         head.keep_alive = "close" not in head.connection

@@ -50,7 +50,7 @@ def echo_socket() -> Response:
         return text_response(
             400,
             "This server cannot upgrade to WebSocket (is it `flask run`?). "
-            "Serve the app with `make run` (gunicorn) or `python app.py`.",
+            "Serve the app with `make run` (gunicorn) or `.venv/bin/python app.py`.",
         )
     refusal = accept_echo(ws, request.environ, current_app.config[CONFIG_KEY])
     if refusal is not None:

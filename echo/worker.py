@@ -2,6 +2,8 @@
 
 import ipaddress
 import logging
+import os
+import signal
 from datetime import timedelta
 from types import FrameType
 from typing import Any
@@ -59,14 +61,16 @@ class GunicornEchoHandler(PyWSGIHandler, EchoHandler):
             return
         environ = self.environ
         if environ is None:
-            # pywsgi could not parse the request (it was answered 400/408/414):
-            # gunicorn's access log needs a request, so log what is known.
+            # The request was refused before it had an environ (4xx):
+            # gunicorn's access log needs one, so log what is known.
             client = self.client_address
+            words = (self.requestline or "").split()
+            method, uri, protocol = words if len(words) == 3 else ("-", "-", "-")
             environ = {
                 "REMOTE_ADDR": client[0] if isinstance(client, tuple) else str(client),
-                "REQUEST_METHOD": "-",
-                "RAW_URI": "-",
-                "SERVER_PROTOCOL": "-",
+                "REQUEST_METHOD": method,
+                "RAW_URI": uri,
+                "SERVER_PROTOCOL": protocol,
             }
         status = self.status.decode() if isinstance(self.status, bytes) else self.status
         headers = self.response_headers or []
@@ -148,3 +152,25 @@ class EchoWorker(GeventWebSocketWorker):
         # Quick shutdown (SIGQUIT, SIGINT): a Close frame where one can go now.
         gevent.spawn(EchoWebSocket.abort_all)
         super().handle_quit(sig, frame)
+
+
+_STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})
+
+
+def stop_early_if_asked(arbiter: Any) -> None:
+    """In a new worker, right after the fork: a stop signal from now on ends it at once.
+
+    Until ``init_process`` installs the worker's handlers, it has the
+    master's, which only queue a signal for the master's loop: a SIGTERM
+    that stopped the server in that window was lost, and the worker stayed
+    until ``graceful_timeout`` (30 s). Such a signal now takes its default
+    action (a worker that serves nothing yet just ends), and one the
+    master's handler already queued here ends it too. gunicorn.conf.py
+    calls this from its ``post_fork`` hook.
+    """
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    queued = arbiter.SIG_QUEUE  # this process's copy of the master's queue
+    while not queued.empty():
+        if queued.get_nowait() in _STOP_SIGNALS:
+            os._exit(0)

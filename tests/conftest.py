@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .servers import GUNICORN, RUNNING, ServerProcess
+from .servers import GUNICORN, RUNNING, ServerProcess, remove_scratch
 
 _running: dict[tuple, ServerProcess] = {}
 
@@ -78,3 +78,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> pytes
         for server in RUNNING:
             report.sections.append((f"server log: {server.label}", server.log()[-8000:]))
     return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the servers' logs and temporary files, unless a test failed (then they tell why)."""
+    if exitstatus == 0:
+        remove_scratch()

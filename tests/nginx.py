@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
-from .servers import ROOT, ServerProcess
+from .servers import ROOT, ServerProcess, scratch_dir
 
 NGINX = "/usr/sbin/nginx"
 RECIPE = ROOT / "deploy" / "nginx.conf"
+INSTANCES_RECIPE = ROOT / "deploy" / "nginx-instances.conf"
 
 
 def nginx_proxy(
@@ -22,7 +20,7 @@ def nginx_proxy(
     The site's ``listen 80;`` and ``127.0.0.1:8000`` become test addresses, and
     each ``replacements`` item swaps one more literal string.
     """
-    prefix = Path(tempfile.mkdtemp(prefix="echo-nginx-"))
+    prefix = scratch_dir("echo-nginx-")
     prefix.chmod(0o755)
     server = ServerProcess(
         [NGINX, "-p", str(prefix), "-e", "error.log", "-c", "nginx.conf"], health_path=health_path
@@ -40,7 +38,7 @@ def nginx_proxy(
         "daemon off;\n"
         "worker_processes 1;\n"
         "pid nginx.pid;\n"
-        "events { worker_connections 256; }\n"
+        "events { worker_connections 1024; }\n"
         "http {\n"
         "  access_log access.log;\n"
         "  client_body_temp_path tmp; proxy_temp_path tmp;\n"

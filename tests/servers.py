@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import shutil
 import signal
 import socket
 import ssl
@@ -24,12 +25,27 @@ ROOT = Path(__file__).resolve().parent.parent
 # Multiply every wait in the tests on a slow machine: ECHO_TEST_TIMEOUT_SCALE=3.
 TIMEOUT = 10.0 * float(os.environ.get("ECHO_TEST_TIMEOUT_SCALE", "1"))
 
-GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--no-control-socket"]
+GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
 DEV_SERVER = [sys.executable, "app.py"]
 
 
 # Servers alive right now, whose logs a failing test shows.
 RUNNING: list[ServerProcess] = []
+# What the servers of this run wrote (logs, temporary files): see remove_scratch().
+_SCRATCH: list[Path] = []
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A temporary directory for a server, removed by ``remove_scratch()``."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    _SCRATCH.append(path)
+    return path
+
+
+def remove_scratch() -> None:
+    """Remove every server's directory (a run that passed needs none of them)."""
+    while _SCRATCH:
+        shutil.rmtree(_SCRATCH.pop(), ignore_errors=True)
 
 
 def free_port() -> int:
@@ -58,24 +74,35 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         health_path: str | None = "/healthz",
         tls: ssl.SSLContext | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
+        self.host = host  # as the clients write it: an IPv6 address in brackets
         self.port = free_port()
         self.health_path = health_path
         self.tls = tls  # a client context trusting the server's certificate, when it speaks TLS
         self.command = command
         self.label = " ".join([*command[1:3], *(f"{k}={v}" for k, v in (env or {}).items())])
         inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-        self.env = {**inherited, "HOST": "127.0.0.1", "PORT": str(self.port), **(env or {})}
-        self.log_path = Path(tempfile.mkstemp(prefix="echo-server-", suffix=".log")[1])
+        # Its temporary files (gunicorn.conf.py's metrics directory among them)
+        # go into a directory of its own, next to its log.
+        scratch = scratch_dir("echo-server-")
+        self.env = {
+            **inherited,
+            "HOST": host,
+            "PORT": str(self.port),
+            "TMPDIR": str(scratch),
+            **(env or {}),
+        }
+        self.log_path = scratch / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def http_url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}/ws"
+        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}/ws"
 
     def start(self, wait: bool = True) -> ServerProcess:
         with open(self.log_path, "wb") as log:
@@ -97,7 +124,8 @@ class ServerProcess:
             raise AssertionError(f"server exited with {self.process.returncode}:\n{self.log()}")
         if self.health_path is None:  # not an HTTP server: accepting connections is ready
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                address = self.host.strip("[]")
+                socket.create_connection((address, self.port), timeout=1).close()
                 return True
             except OSError:
                 return False

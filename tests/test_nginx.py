@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 import uuid
@@ -11,7 +12,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from .nginx import nginx_proxy
+from .nginx import INSTANCES_RECIPE, nginx_proxy
+from .servers import GUNICORN, ServerProcess
 
 SHORT_READ_TIMEOUT = {"proxy_read_timeout 60s;": "proxy_read_timeout 3s;"}
 
@@ -66,3 +68,48 @@ def test_forwarded_client_address_reaches_the_access_log(server):
             assert ws.recv() == "who am I"
     line = server.log_line(agent)
     assert line.startswith("127.0.0.2 - - "), line
+
+
+def test_instances_share_clients_and_one_stopping_leaves_the_other_serving():
+    """deploy/nginx-instances.conf with two instances: one gets SIGTERM, the other takes over."""
+    first, second = ServerProcess(GUNICORN), ServerProcess(GUNICORN)
+    second_address = {"127.0.0.1:8001": f"127.0.0.1:{second.port}"}
+    with (
+        first,
+        second,
+        nginx_proxy(first, INSTANCES_RECIPE.read_text(), **second_address) as proxy,
+        ThreadPoolExecutor(50) as pool,
+        contextlib.ExitStack() as open_clients,
+    ):
+        connecting = pool.map(lambda _: connect(ws_url(proxy)), range(200))
+        clients = [open_clients.enter_context(ws) for ws in connecting]
+        on_first = first.metric("echo_open_connections")
+        on_second = second.metric("echo_open_connections")
+        print(f"\nleast_conn spread 200 clients {on_first:.0f}/{on_second:.0f}")
+        assert on_first + on_second == 200
+        assert min(on_first, on_second) >= 80, (on_first, on_second)  # least_conn spreads them
+
+        first.terminate()
+        assert first.wait_exit() == 0
+
+        def outcome(ws) -> str:
+            try:
+                ws.send("still there?")
+                assert ws.recv(timeout=10) == "still there?"
+                return "echoed"
+            except ConnectionClosed as closed:
+                return f"closed {closed.rcvd.code if closed.rcvd else None}"
+
+        outcomes = list(pool.map(outcome, clients))
+        assert outcomes.count("closed 1001") == on_first
+        assert outcomes.count("echoed") == on_second
+
+        def new_client(_: int) -> str:
+            with connect(ws_url(proxy)) as ws:
+                ws.send("new")
+                return ws.recv(timeout=10)
+
+        assert list(pool.map(new_client, range(50))) == ["new"] * 50  # none refused
+        assert second.metric("echo_handshakes_total", result="accepted", reason="ok") == (
+            on_second + 50
+        )

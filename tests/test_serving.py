@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
+import time
 import urllib.request
 
 import pytest
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.sync.client import connect
 
-from .servers import DEV_SERVER, GUNICORN, ServerProcess, free_port
+from .servers import DEV_SERVER, GUNICORN, ServerProcess, free_port, wait_for
 
 
 def test_dev_server_echoes_with_the_same_settings():
@@ -33,10 +34,46 @@ def test_flask_run_answers_handshake_with_a_clear_4xx():
 
 
 @pytest.mark.parametrize("command", [GUNICORN, DEV_SERVER], ids=["gunicorn", "dev-server"])
-def test_invalid_setting_stops_startup_naming_it(command):
-    server = ServerProcess(command, {"ECHO_PING_INTERVAL": "soon"}).start(wait=False)
+def test_invalid_setting_stops_startup_with_one_line_naming_it(command):
+    server = ServerProcess(command, {"ECHO_MAX_MESSAGE_SIZE": "lots"}).start(wait=False)
     assert server.wait_exit() != 0
-    assert "ECHO_PING_INTERVAL (setting ping_interval) = 'soon'" in server.log()
+    (line,) = server.log().strip().splitlines()
+    assert line.endswith(
+        "ECHO_MAX_MESSAGE_SIZE (setting max_message_size) = 'lots': "
+        "must be a byte count such as 1048576 or 1MiB"
+    ), line
+
+
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+@pytest.mark.parametrize("command", [GUNICORN, DEV_SERVER], ids=["gunicorn", "dev-server"])
+def test_ipv6_host_with_or_without_brackets(command, host):
+    server = ServerProcess(command, {"HOST": host}, host="[::1]")
+    with server, connect(server.ws_url) as ws:
+        ws.send("over IPv6")
+        assert ws.recv() == "over IPv6"
+
+
+def test_no_control_socket_unless_one_is_given(tmp_path):
+    """gunicorn 27's default path is one per user, shared by every instance on the machine."""
+    default_dir = tmp_path / ".gunicorn"
+    with ServerProcess(GUNICORN, {"HOME": str(tmp_path), "XDG_RUNTIME_DIR": ""}):
+        pass
+    assert not default_dir.exists()
+    own = tmp_path / "echo.ctl"
+    with ServerProcess(GUNICORN, {"HOME": str(tmp_path), "CONTROL_SOCKET": str(own)}) as server:
+        wait_for(own.exists, what="the instance's own control socket")
+        assert server.process.poll() is None
+
+
+def test_sigterm_while_workers_boot_does_not_wait_for_graceful_timeout():
+    """A worker that got the master's SIGTERM before its own handlers used to stay 30 s."""
+    for _ in range(3):
+        server = ServerProcess(GUNICORN, {"WEB_CONCURRENCY": "4"}).start(wait=False)
+        wait_for(lambda: "Booting worker" in server.log(), what="a worker to be forked")  # noqa: B023
+        started = time.monotonic()
+        server.terminate()
+        assert server.wait_exit() == 0  # within TIMEOUT, a third of graceful_timeout
+        assert time.monotonic() - started < 10
 
 
 def test_gunicorn_cmd_args_and_web_concurrency_respected():

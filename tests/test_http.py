@@ -1,0 +1,100 @@
+"""HTTP in front of the upgrade: parsed strictly, refused with a reason the client can read."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from .rawws import handshake_request, http_exchange
+from .servers import TIMEOUT, wait_for
+
+HEALTH = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+
+
+def refusals(server, status: int) -> tuple[int, int]:
+    """Access-log lines of requests answered ``status``, and INFO lines of refused requests."""
+    log = server.log()
+    return log.count(f'" {status} '), log.count("[INFO] rejected request from")
+
+
+def wait_for_one_more(server, status: int, before: tuple[int, int]) -> None:
+    """The refusal was logged: one access-log line and one INFO line."""
+    logged, explained = before
+    wait_for(lambda: refusals(server, status) == (logged + 1, explained + 1), what="its log lines")
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        HEALTH + b"X-Note: a\rb\r\n\r\n",
+        HEALTH + b"X-Note: a\x00b\r\n\r\n",
+        HEALTH + b"X-Note: a\r\n folded\r\n\r\n",
+        handshake_request(0).replace(b"Host:", b"X-A\x00b: c\r\nHost:"),
+        b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + HEALTH + b"\r\n",
+    ],
+    ids=["bare-cr", "nul-in-value", "obs-fold", "nul-in-name", "length-and-chunked"],
+)
+def test_ambiguous_request_is_refused_400_and_the_connection_closed(server, request_bytes):
+    """What a proxy in front might read otherwise (request smuggling) is never served."""
+    before = refusals(server, 400)
+    status, headers, body = http_exchange(server.port, request_bytes)  # reads until closed
+    assert status == 400
+    assert body.startswith(b"malformed HTTP request: ") and body.count(b"\n") == 1, body
+    assert headers["connection"] == "close"
+    assert b"HTTP/1.1" not in body  # nothing pipelined behind it was answered
+    assert "Traceback" not in server.log()
+    wait_for_one_more(server, 400, before)
+
+
+@pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "CONNECT"])
+def test_other_methods_to_ws_get_405_with_a_one_line_reason(server, method):
+    request = f"{method} /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    status, headers, body = http_exchange(server.port, request)
+    assert status == 405
+    assert headers["allow"] == "GET"
+    reason = f"{method} is not allowed: /ws only accepts WebSocket handshakes, which use GET\n"
+    assert body == reason.encode()
+
+
+def test_unknown_method_gets_501(server):
+    request = b"BREW /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    status, _, body = http_exchange(server.port, request)
+    assert (status, body) == (501, b"unknown method BREW\n")
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /" + b"a" * 9_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+        (b"GET /ws HTTP/1.1\r\n" + b"X-Many: y\r\n" * 10_000 + b"\r\n", 431),
+        (handshake_request(0, Sec_WebSocket_Key="k" * 1_000_000), 431),
+    ],
+    ids=["9k-request-line", "100k-request-line", "10000-headers", "1m-key"],
+)
+def test_oversized_request_gets_its_status_readable_before_the_close(server, request_bytes, status):
+    """The rest of the request is read and discarded, so no reset destroys the answer."""
+    before = refusals(server, status)
+    got, headers, body = http_exchange(server.port, request_bytes)
+    assert got == status
+    assert body.endswith(b"\n") and body.count(b"\n") == 1
+    assert int(headers["content-length"]) == len(body)
+    wait_for_one_more(server, status, before)
+
+
+def test_connection_close_and_http_1_0_end_the_connection_after_the_response(server):
+    for request in (HEALTH + b"Connection: close\r\n\r\n", b"GET /healthz HTTP/1.0\r\n\r\n"):
+        status, _, body = http_exchange(server.port, request)  # times out if held open
+        assert (status, body) == (200, b"ok\n")
+
+
+def test_keep_alive_serves_pipelined_requests_in_order(server):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(HEALTH + b"\r\nGET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert data.count(b"HTTP/1.1 404 ") == 1
