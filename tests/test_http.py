@@ -46,6 +46,8 @@ def test_ambiguous_request_is_refused_400_and_the_connection_closed(server, requ
     assert b"HTTP/1.1" not in body  # nothing pipelined behind it was answered
     assert "Traceback" not in server.log()
     wait_for_one_more(server, 400, before)
+    request_line = request_bytes.split(b"\r\n", 1)[0].decode()
+    assert f'"{request_line}" 400 ' in server.log()  # logged with what it asked for
 
 
 @pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "CONNECT"])

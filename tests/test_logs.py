@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import socket
+import struct
 import uuid
 
 from websockets.sync.client import connect
 
 from .rawws import OP_CLOSE, OP_TEXT, RawClient, handshake_request, http_exchange
-from .servers import DEV_SERVER, GUNICORN, ServerProcess
+from .servers import DEV_SERVER, GUNICORN, ServerProcess, wait_for
 
 
 def test_http_requests_reach_the_access_log(server):
@@ -32,6 +34,27 @@ def test_logged_values_are_escaped_so_a_request_cannot_forge_a_line(server):
     line = server.log_line(marker)
     assert f' "{marker} \\"quoted\\" back\\\\slash \\x9b31m \\x85next" ' in line, line
     assert line.isascii()
+
+
+def test_client_gone_while_its_responses_are_written_is_logged_with_their_status(server):
+    """The status being sent, not pywsgi's "socket error" (which gunicorn logged as "socket")."""
+    marker = uuid.uuid4().hex
+    request = f"GET /static/console.js HTTP/1.1\r\nHost: x\r\nUser-Agent: {marker}\r\n\r\n"
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(request.encode() * 2000)  # megabytes of responses, never read
+
+    def sizes() -> list[str]:
+        """The status and size of each logged response to this client."""
+        lines = [line for line in server.log().splitlines() if marker in line]
+        return [line.split('" ', 1)[1].split()[:2] for line in lines]
+
+    wait_for(lambda: len(sizes()) >= 10, what="some responses written")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # a reset while the server is blocked writing
+    full = sizes()[0][1]
+    wait_for(lambda: sizes()[-1][1] != full, what="the response cut short to be logged")
+    assert len(sizes()) < 2000
+    assert all(status == "200" for status, _ in sizes()), sizes()[-1]
 
 
 def test_session_line_counts_traffic_and_who_closed(server):
