@@ -41,17 +41,20 @@ def server_frame_size(size: int) -> int:
 class Target:
     port: int
     raw_tcp: bool  # a TCP echo returns exactly what was sent
-    server_pid: int | None = None  # whose CPU time each run reports per operation
+    server_pids: tuple[int, ...] = ()  # whose CPU time each run reports per operation
 
     def server_cpu(self) -> float:
-        """The serving process's CPU seconds so far (0 when not known)."""
-        if self.server_pid is None:
-            return 0.0
-        fields = Path(f"/proc/{self.server_pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """The serving processes' CPU seconds so far, all together (0 when not known)."""
+        return sum(cpu_seconds(pid) for pid in self.server_pids)
 
     def reply_size(self, frame: bytes, payload_size: int) -> int:
         return len(frame) if self.raw_tcp else server_frame_size(payload_size)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Connection(asyncio.Protocol):
@@ -200,7 +203,7 @@ async def exchanges(
         client_cpu,
         len(latencies),
         server_us,
-        latencies,
+        latencies=latencies,
     )
 
 

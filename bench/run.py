@@ -48,11 +48,19 @@ def peer(kind: str) -> Callable[[], ServerProcess]:
     return lambda: ServerProcess([sys.executable, "-m", "bench.peers", kind], health_path=None)
 
 
-SERVERS: dict[str, Callable[[], ServerProcess]] = {
-    "echo": lambda: ServerProcess(
-        [*GUNICORN, "--workers", "1", "--worker-connections", str(MANY + 1000)],
+def echo(workers: int) -> Callable[[], ServerProcess]:
+    return lambda: ServerProcess(
+        [*GUNICORN, "--workers", str(workers), "--worker-connections", str(MANY + 1000)],
         {"ECHO_MAX_MESSAGE_SIZE": "16MiB"},
-    ),
+    )
+
+
+# WEB_CONCURRENCY = cores: on a 2-core machine the load generator takes its share of them too.
+CORES = os.cpu_count() or 1
+SCALED = f"echo, {CORES} workers"
+SERVERS: dict[str, Callable[[], ServerProcess]] = {
+    "echo": echo(1),
+    SCALED: echo(CORES),
     "websockets": peer("websockets"),
     "aiohttp": peer("aiohttp"),
     "picows": peer("picows"),
@@ -106,15 +114,17 @@ WORKLOADS: dict[str, Callable[[Target], Measured]] = {
 }
 
 
-def server_pid(name: str, server: ServerProcess) -> int:
-    return server.worker_pid() if name == "echo" else server.process.pid
+def server_pids(name: str, server: ServerProcess) -> tuple[int, ...]:
+    """The processes that serve: gunicorn's workers, or the peer's one process."""
+    return tuple(server.worker_pids()) if name.startswith("echo") else (server.process.pid,)
 
 
 def measure(name: str, server: ServerProcess) -> dict[str, Measured | float]:
-    target = Target(server.port, raw_tcp=name == "tcp", server_pid=server_pid(name, server))
+    pids = server_pids(name, server)
+    target = Target(server.port, raw_tcp=name == "tcp", server_pids=pids)
     # First, while the server is fresh: after the other workloads, its heap has
     # room to spare and new connections would look cheaper than they are.
-    rss = idle_rss(target, server_pid(name, server)) / 1024
+    rss = idle_rss(target, pids) / 1024
     results: dict[str, Measured | float] = {}
     for workload, run in WORKLOADS.items():
         results[workload] = loadgen.median([run(target) for _ in range(RUNS)])
@@ -123,14 +133,14 @@ def measure(name: str, server: ServerProcess) -> dict[str, Measured | float]:
     return results
 
 
-def idle_rss(target: Target, pid: int) -> float:
+def idle_rss(target: Target, pids: tuple[int, ...]) -> float:
     """Bytes of server RSS per connection, with IDLE connections open and doing nothing."""
 
     async def hold_and_measure() -> float:
-        before = proc_status(pid, "VmRSS")
+        before = sum(proc_status(pid, "VmRSS") for pid in pids)
         conns = await loadgen.hold(target, IDLE)
         await asyncio.sleep(1)  # let the server settle after the burst of handshakes
-        after = proc_status(pid, "VmRSS")
+        after = sum(proc_status(pid, "VmRSS") for pid in pids)
         for conn in conns:
             conn.transport.close()
         return (after - before) / IDLE
@@ -176,7 +186,7 @@ def compressed_rows() -> dict[str, str]:
     for name, make in COMPRESSING.items():
         results = measured[name]
         with make() as server:
-            url, pid = server.ws_url, server_pid(name, server)
+            url, (pid,) = server.ws_url, server_pids(name, server)
             results[
                 f"RSS per idle connection, compression negotiated, KiB ({COMPRESSED_IDLE:,})"
             ] = compressed_idle_rss(url, pid, used=False) / 1024
@@ -194,7 +204,7 @@ def compressed_rows() -> dict[str, str]:
             )
         with make() as server:
             results["RSS per idle connection after one compressed echo, KiB"] = (
-                compressed_idle_rss(server.ws_url, server_pid(name, server), used=True) / 1024
+                compressed_idle_rss(server.ws_url, *server_pids(name, server), used=True) / 1024
             )
     echo, peer = measured["echo"], measured["websockets"]
     return {
@@ -267,6 +277,8 @@ def main() -> int:
     client_cpu: list[float] = []
     for name, make in SERVERS.items():
         with make() as server:
+            if name == SCALED:
+                server.wait_all_workers_serving(CORES)
             results[name] = measure(name, server)
             client_cpu += [m.client_cpu for m in results[name].values() if isinstance(m, Measured)]
             if name == "echo":
