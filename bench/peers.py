@@ -15,8 +15,9 @@
 - ``uvicorn``: an ASGI echo on uvicorn's defaults (its WebSocket and HTTP
   implementations as installed), compression off, 32 MiB messages.
 - ``gevent``: the floor under this server: a bare gevent ``StreamServer``
-  that upgrades any request and echoes with ``echo.reader``, without pywsgi,
-  Flask or gunicorn.
+  that upgrades any request and echoes with ``echo.reader`` and the same
+  socket calls (``echo.sockets``), without pywsgi, Flask, gunicorn, logs,
+  metrics, limits or keepalive.
 - ``tcp``: a raw TCP echo on uvloop, the ceiling for any WebSocket server.
 """
 
@@ -126,6 +127,12 @@ def gevent_floor(port: int) -> None:
 
     from echo import frames, handshake
     from echo.reader import Close, Message, MessageReader, Ping
+    from echo.sockets import send_all, wait_readable
+
+    def receive(sock, size: int, idle: bool) -> bytes:
+        if idle:
+            wait_readable(sock)
+        return sock.recv(size)
 
     def handle(sock, address) -> None:
         request = b""
@@ -135,23 +142,23 @@ def gevent_floor(port: int) -> None:
             request += chunk
         head, _, rest = request.partition(b"\r\n\r\n")
         key = head.split(b"Sec-WebSocket-Key: ", 1)[1].split(b"\r\n", 1)[0].decode()
-        sock.sendall(
+        send_all(
+            sock,
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: " + handshake.accept_key(key).encode() + b"\r\n\r\n"
+            b"Sec-WebSocket-Accept: " + handshake.accept_key(key).encode() + b"\r\n\r\n",
         )
-        reader = MessageReader(lambda size, idle: sock.recv(size), 32 << 20, rest)
+        reader = MessageReader(lambda size, idle: receive(sock, size, idle), 32 << 20, rest)
         while True:
             event = reader.read_event()
             if isinstance(event, Message):
                 payload = event.data.encode() if isinstance(event.data, str) else event.data
                 opcode = frames.OP_TEXT if isinstance(event.data, str) else frames.OP_BINARY
-                sock.sendall(frames.encode_header(opcode, len(payload)) + payload)
+                send_all(sock, frames.encode_header(opcode, len(payload)) + payload)
             elif isinstance(event, Ping):
-                sock.sendall(
-                    frames.encode_header(frames.OP_PONG, len(event.payload)) + event.payload
-                )
+                pong = frames.encode_header(frames.OP_PONG, len(event.payload)) + event.payload
+                send_all(sock, pong)
             elif isinstance(event, Close):
-                sock.sendall(frames.encode_header(frames.OP_CLOSE, 2) + b"\x03\xe8")
+                send_all(sock, frames.encode_header(frames.OP_CLOSE, 2) + b"\x03\xe8")
                 return
 
     StreamServer(("127.0.0.1", port), handle, backlog=4096).serve_forever()

@@ -146,10 +146,23 @@ class MessageReader:
                 length = int.from_bytes(buffer[position + 2 : position + 10], "big")
                 if length >> 63:
                     raise ProtocolError("frame length has its most significant bit set")
-            self._begin_frame(opcode, length, first & _RSV1)
             start = position + header_size
             mask = buffer[start - 4 : start]
             end = start + length
+            if (
+                first & 0x80
+                and opcode != frames.OP_CONTINUATION
+                and self._opcode is None
+                and not first & _RSV1
+                and end <= len(buffer)
+                and length <= self._max_size
+            ):
+                # The usual small echo: a whole message in one frame, uncompressed,
+                # within the limit and already here. Any other frame goes below,
+                # through _begin_frame, which owns the checks.
+                self._position = end
+                return Message(_whole(opcode, frames.apply_mask(buffer[start:end], mask)), length)
+            self._begin_frame(opcode, length, first & _RSV1)
             if end <= len(buffer):  # the whole payload is here
                 self._position = end
                 self._keep(frames.apply_mask(buffer[start:end], mask))
@@ -254,6 +267,16 @@ class MessageReader:
         else:
             self._undecoded = b""
         return text
+
+
+def _whole(opcode: int, payload: bytes) -> str | bytes:
+    """A whole message's data: text decoded (strictly: 1007 if not UTF-8), binary as is."""
+    if opcode != frames.OP_TEXT:
+        return payload
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidUTF8("text message is not valid UTF-8") from None
 
 
 def _reject_header(first: int, second: int, reserved_bits: int) -> None:
