@@ -27,7 +27,8 @@ def wait_readable(sock: Any) -> None:
     (the usual case between messages), waits and tries again: a failed
     syscall and an exception per message, about a fifth of a small echo's
     cost (bench/README.md). Waiting first saves both; where data is already
-    waiting it costs one pass of the event loop. TLS is left to ``recv()``:
+    waiting it costs one pass of the event loop, so a caller waits first
+    only when its last receive drained the socket. TLS is left to ``recv()``:
     the TLS layer may hold decrypted bytes while the socket has none.
     """
     if type(sock) is PlainSocket:  # not gevent's SSLSocket, a subclass

@@ -86,6 +86,9 @@ class EchoWebSocket(WebSocket):
         # go_away() waits on _went_idle for that (made only then).
         self._idle = False
         self._went_idle: Event | None = None
+        # Whether the last receive between messages took less than it asked
+        # for, so that the socket is likely empty (sockets.wait_readable).
+        self._drained = True
         self._closed_callbacks: list[Callable[[], None]] = []
         self.session: Callable[[EchoWebSocket], None] | None = None  # see accept()
 
@@ -155,10 +158,12 @@ class EchoWebSocket(WebSocket):
         self._idle = True  # until the client sends again
         if self._went_idle is not None:
             self._went_idle.set()
-        wait_readable(self._socket)
+        if self._drained:  # the last receive took all there was: wait first
+            wait_readable(self._socket)
         data = self._socket.recv(size)
         if data:
             self._idle = False
+        self._drained = len(data) < size
         return data
 
     def _receive_within_read_timeout(self, size: int) -> bytes:
