@@ -19,6 +19,7 @@ the server, set the pace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import platform
 import resource
@@ -119,17 +120,35 @@ def server_pids(name: str, server: ServerProcess) -> tuple[int, ...]:
     return tuple(server.worker_pids()) if name.startswith("echo") else (server.process.pid,)
 
 
-def measure(name: str, server: ServerProcess) -> dict[str, Measured | float]:
-    pids = server_pids(name, server)
-    target = Target(server.port, raw_tcp=name == "tcp", server_pids=pids)
-    # First, while the server is fresh: after the other workloads, its heap has
+def measure(servers: dict[str, ServerProcess]) -> dict[str, dict[str, Measured | float]]:
+    """Every workload against every server, the servers taking turns within each round.
+
+    This machine's speed moves within minutes; servers measured one after
+    another would each meet a different machine. Interleaved run by run, a
+    slow spell falls on all of them alike.
+    """
+    targets = {
+        name: Target(server.port, raw_tcp=name == "tcp", server_pids=server_pids(name, server))
+        for name, server in servers.items()
+    }
+    # First, while the servers are fresh: after the other workloads, a heap has
     # room to spare and new connections would look cheaper than they are.
-    rss = idle_rss(target, pids) / 1024
-    results: dict[str, Measured | float] = {}
+    results: dict[str, dict[str, Measured | float]] = {
+        name: {RSS_ROW: idle_rss(target, target.server_pids) / 1024}
+        for name, target in targets.items()
+    }
     for workload, run in WORKLOADS.items():
-        results[workload] = loadgen.median([run(target) for _ in range(RUNS)])
-        print(f"  {name}: {workload}: {results[workload].rate:,.1f}", flush=True)
-    results[RSS_ROW] = rss
+        runs: dict[str, list[Measured]] = {name: [] for name in servers}
+        for _ in range(RUNS):
+            for name, target in targets.items():
+                runs[name].append(run(target))
+        for name, measured in runs.items():
+            results[name][workload] = loadgen.median(measured)
+        print(
+            f"  {workload}: "
+            + ", ".join(f"{name} {results[name][workload].rate:,.1f}" for name in servers),
+            flush=True,
+        )
     return results
 
 
@@ -272,22 +291,20 @@ def main() -> int:
         print(f"the open-file limit ({hard}) is too low for {MANY} connections", file=sys.stderr)
         return 1
     started = time.monotonic()
-    results: dict[str, dict] = {}
     extra: dict[str, str] = {}
-    client_cpu: list[float] = []
-    for name, make in SERVERS.items():
-        with make() as server:
-            if name == SCALED:
-                server.wait_all_workers_serving(CORES)
-            results[name] = measure(name, server)
-            client_cpu += [m.client_cpu for m in results[name].values() if isinstance(m, Measured)]
-            if name == "echo":
-                errors = uvloop.run(loadgen.many_at_once(Target(server.port, False), MANY))
-                extra[f"{MANY:,} connections at once on one worker"] = f"{errors} errors"
-            if name in AUTOBAHN_9_SERVERS:
-                extra[f"Autobahn 9.x, {name}"] = autobahn_9(server.ws_url, name)
+    with contextlib.ExitStack() as running:
+        servers = {name: running.enter_context(make()) for name, make in SERVERS.items()}
+        servers[SCALED].wait_all_workers_serving(CORES)
+        results = measure(servers)
+        echo = servers["echo"]
+        errors = uvloop.run(loadgen.many_at_once(Target(echo.port, False), MANY))
+        extra[f"{MANY:,} connections at once on one worker"] = f"{errors} errors"
+        for name in AUTOBAHN_9_SERVERS:
+            extra[f"Autobahn 9.x, {name}"] = autobahn_9(servers[name].ws_url, name)
     extra.update(compressed_rows())
-    extra["load generator CPU (max over runs)"] = f"{max(client_cpu):.0f} % of one core"
+    measured = [m for r in results.values() for m in r.values() if isinstance(m, Measured)]
+    generator = max(m.client_cpu for m in measured)
+    extra["load generator CPU (max over runs)"] = f"{generator:.0f} % of one core"
     extra["run"] = (
         f"{date.today().isoformat()}, {os.cpu_count()} cores, {platform.machine()}, "
         f"Python {platform.python_version()}, {RUNS} runs of {SECONDS:.0f} s per cell, "
