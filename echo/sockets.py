@@ -1,4 +1,4 @@
-"""gevent socket calls without the syscalls gevent's own add on the hot path."""
+"""gevent socket calls: writing and waiting without the syscalls gevent's own add."""
 
 from __future__ import annotations
 
@@ -46,7 +46,5 @@ def has_input(sock: Any) -> bool:
         return True
     try:
         return bool(sock._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-    except BlockingIOError:
+    except OSError:  # nothing yet (BlockingIOError), or reset: nothing to read
         return False
-    except OSError:
-        return False  # reset or closed: nothing more will be read
