@@ -1,14 +1,30 @@
 // The echo console: connect to any WebSocket URL and log exactly what happened.
 // Everything shown is inserted with textContent, never parsed as HTML.
-"use strict";
+import { Burst } from "./burst.js";
+import { RttChart } from "./chart.js";
+import { Probe } from "./probe.js";
 
 const $ = (id) => document.getElementById(id);
 const STATES = ["Connecting", "Open", "Closing", "Closed"];
 const HEX_PREVIEW_BYTES = 64;
+const RECONNECT_FIRST_MS = 1000;
+const RECONNECT_MAX_MS = 30000;
 const encoder = new TextEncoder();
 
 let socket = null;
 let pending = []; // sent messages awaiting their echo: {data, sentAt}
+let openedAt = null; // performance.now() when the connection opened
+let uptimeTimer = null;
+let closingOnPurpose = false; // Close Socket was pressed: no reconnecting
+let reconnectTimer = null;
+let reconnectDelay = RECONNECT_FIRST_MS;
+
+const chart = new RttChart($("rtt-chart"));
+const probe = new Probe((text) => socket.send(text), (rtt) => {
+  chart.add("probe", rtt);
+  $("probe-summary").textContent = probe.describe();
+});
+const burst = new Burst();
 
 // ws(s)://<this page's host and path prefix>/ws, so it also works behind a proxy.
 const endpoint = new URL($("url").dataset.endpoint, document.baseURI);
@@ -22,6 +38,7 @@ function showState() {
   for (const id of ["message", "kind", "send", "file", "send-file", "close-code", "close-reason", "close"]) {
     $(id).disabled = !open;
   }
+  for (const id of ["burst-count", "burst-size", "burst"]) $(id).disabled = !open || burst.running;
   const idle = state === null || state === WebSocket.CLOSED;
   $("url").disabled = $("protocols").disabled = $("connect").disabled = !idle;
 }
@@ -57,7 +74,9 @@ function roundTrip(data) {
   const index = pending.findIndex((sent) => sameData(sent.data, data));
   if (index < 0) return "";
   const [sent] = pending.splice(index, 1);
-  return `${(performance.now() - sent.sentAt).toFixed(1)} ms`;
+  const rtt = performance.now() - sent.sentAt;
+  chart.add("message", rtt);
+  return `${rtt.toFixed(1)} ms`;
 }
 
 function send(data) {
@@ -77,9 +96,57 @@ function parseHex(text) {
   return Uint8Array.from(digits.match(/../g) ?? [], (pair) => parseInt(pair, 16)).buffer;
 }
 
-$("connect-form").addEventListener("submit", (event) => {
-  event.preventDefault();
+const seconds = (ms) => `${(ms / 1000).toFixed(1)} s`;
+
+function showUptime() {
+  $("uptime").textContent = seconds(performance.now() - openedAt);
+}
+
+function opened() {
+  openedAt = performance.now();
+  showUptime();
+  uptimeTimer = setInterval(showUptime, 100);
+  reconnectDelay = RECONNECT_FIRST_MS;
+  chart.nextConnection();
+  if ($("probe").checked) probe.start();
+}
+
+// The final duration stays next to the close code and reason until the next connection.
+function closed(event) {
+  clearInterval(uptimeTimer);
+  probe.connectionLost();
+  $("probe-summary").textContent = probe.describe();
+  const reason = event.reason ? ` "${event.reason}"` : "";
+  if (openedAt === null) {
+    $("uptime").textContent = `never opened, closed ${event.code}${reason}`;
+    return "";
+  }
+  const lasted = seconds(performance.now() - openedAt);
+  openedAt = null;
+  $("uptime").textContent = `${lasted}, closed ${event.code}${reason}`;
+  return ` (open for ${lasted})`;
+}
+
+function scheduleReconnect() {
+  const delay = reconnectDelay;
+  reconnectDelay = Math.min(reconnectDelay * 2, RECONNECT_MAX_MS);
+  logEvent(`Reconnecting in ${seconds(delay)}`);
+  reconnectTimer = setTimeout(() => {
+    reconnectTimer = null;
+    logEvent(`Reconnecting to ${$("url").value}`);
+    connect();
+  }, delay);
+}
+
+function cancelReconnect() {
+  clearTimeout(reconnectTimer);
+  reconnectTimer = null;
+}
+
+function connect() {
+  cancelReconnect();
   pending = [];
+  closingOnPurpose = false;
   try {
     // Subprotocols to offer, in order; the constructor rejects any that is not a token.
     const protocols = $("protocols").value.split(",").map((p) => p.trim()).filter(Boolean);
@@ -92,19 +159,37 @@ $("connect-form").addEventListener("submit", (event) => {
   }
   socket.binaryType = "arraybuffer";
   socket.onopen = () => {
+    opened();
     showState();
     // What the server's 101 agreed to: a subprotocol and extensions (permessage-deflate).
     logEvent(`Connection opened. Subprotocol: ${socket.protocol || "none"}. Extensions: ${socket.extensions || "none"}`);
     $("message").focus();
   };
-  socket.onmessage = (e) => log("received", { from: "Server", to: "Client", rtt: roundTrip(e.data), ...describe(e.data) });
+  socket.onmessage = (e) => {
+    if (probe.claims(e.data) || burst.claims(e.data)) return;
+    log("received", { from: "Server", to: "Client", rtt: roundTrip(e.data), ...describe(e.data) });
+  };
   socket.onerror = () => logError("the WebSocket connection failed or was interrupted");
   socket.onclose = (e) => {
+    const lasted = closed(e);
     showState();
-    logEvent(`Connection closed. Code: ${e.code}. Reason: ${e.reason}`);
-    $("connect").focus();
+    logEvent(`Connection closed. Code: ${e.code}. Reason: ${e.reason}${lasted}`);
+    if ($("reconnect").checked && !closingOnPurpose) {
+      scheduleReconnect();
+    } else {
+      $("connect").focus();
+    }
   };
   showState();
+}
+
+$("connect-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  connect();
+});
+
+$("reconnect").addEventListener("change", () => {
+  if (!$("reconnect").checked) cancelReconnect();
 });
 
 $("send-form").addEventListener("submit", (event) => {
@@ -139,9 +224,35 @@ $("close-form").addEventListener("submit", (event) => {
     logError(error.message);
     return;
   }
+  closingOnPurpose = true;
+  showState();
+});
+
+$("probe").addEventListener("change", () => {
+  if (!$("probe").checked) {
+    probe.stop();
+  } else if (socket?.readyState === WebSocket.OPEN) {
+    probe.start();
+  }
+});
+
+$("burst-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const count = Number($("burst-count").value), size = Number($("burst-size").value);
+  if (!(count >= 1 && size >= 1)) {
+    logError("a burst needs a count and a size of at least 1");
+    return;
+  }
+  $("burst-result").textContent = `Sending ${count.toLocaleString("en")} messages…`;
+  const running = burst.send(socket, count, size);
+  showState();
+  const result = await running;
+  $("burst-result").textContent = result;
+  logEvent(result);
   showState();
 });
 
 $("clear").addEventListener("click", () => $("log").replaceChildren());
 
+chart.draw();
 showState();

@@ -75,9 +75,10 @@ class ServerProcess:
         health_path: str | None = "/healthz",
         tls: ssl.SSLContext | None = None,
         host: str = "127.0.0.1",
+        port: int | None = None,
     ) -> None:
         self.host = host  # as the clients write it: an IPv6 address in brackets
-        self.port = free_port()
+        self.port = port or free_port()
         self.health_path = health_path
         self.tls = tls  # a client context trusting the server's certificate, when it speaks TLS
         self.command = command

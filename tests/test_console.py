@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from .nginx import nginx_proxy
+from .servers import GUNICORN, ServerProcess
 
 CHROMIUM = os.environ.get("ECHO_CHROMIUM", "/usr/bin/chromium")
 # Without these Chromium stalls on connections this machine's closed network refuses.
@@ -248,3 +249,104 @@ def test_console_without_subprotocols_says_none(gunicorn_server, page):
     expect(rows(page, "event").last).to_have_text(
         re.compile("Connection opened. Subprotocol: none. Extensions: none$")
     )
+
+
+def uptime_seconds(page: Page) -> float:
+    return float(page.locator("#uptime").inner_text().split(" s", 1)[0])
+
+
+def test_uptime_counts_while_open_and_keeps_its_final_value_with_the_close(server, page):
+    connect(page, server.http_url)
+    expect(page.locator("#uptime")).to_have_text(re.compile(r"^[1-9]\d*\.\d s$"), timeout=5000)
+    page.fill("#close-code", "4000")
+    page.fill("#close-reason", "bye")
+    page.click("#close")
+    final = page.locator("#uptime")
+    expect(final).to_have_text(re.compile(r'^\d+\.\d s, closed 4000 "bye"$'))
+    frozen = final.inner_text()
+    page.wait_for_timeout(300)  # three of its updates, had it gone on counting
+    expect(final).to_have_text(frozen)
+    expect(rows(page, "event").last).to_contain_text(f"(open for {frozen.split(',')[0]})")
+    page.click("#connect")  # a new connection counts from zero; the log keeps the last one
+    expect(page.locator("#state")).to_have_text("Open")
+    assert uptime_seconds(page) < float(frozen.split(" s")[0]) + 0.5
+    expect(rows(page, "event").filter(has_text="(open for ")).to_have_count(1)
+
+
+def test_probes_are_summarised_charted_and_never_logged(server, page):
+    connect(page, server.http_url)
+    page.check("#probe")
+    summary = page.locator("#probe-summary")
+    first_three = re.compile(r"^[3-9] probes echoed, 0 lost; RTT min ")
+    expect(summary).to_have_text(first_three, timeout=4000)  # a probe a second, the first at once
+    expect(summary).to_have_text(
+        re.compile(r"RTT min \d+\.\d / median \d+\.\d / p95 \d+\.\d / max \d+\.\d ms$")
+    )
+    page.uncheck("#probe")
+    echoed = int(summary.inner_text().split(" ", 1)[0])
+    chart = page.get_by_role("img", name="Round-trip time")
+    expect(chart.locator("circle.probe")).to_have_count(echoed)
+    expect(chart.locator("polyline.line")).to_have_count(1)
+    expect(rows(page, "sent")).to_have_count(0)  # probes do not drown the log
+    expect(rows(page, "received")).to_have_count(0)
+    send(page, "mine")
+    expect(rows(page, "received")).to_have_count(1)
+    expect(chart.locator("circle.message")).to_have_count(1)
+
+
+def test_burst_reports_its_rates_and_no_loss(server, page):
+    connect(page, server.http_url)
+    expect(page.locator("#burst-count")).to_have_value("1000")
+    expect(page.locator("#burst-size")).to_have_value("32")
+    page.click("#burst")
+    result = page.locator("#burst-result")
+    expect(result).to_have_text(
+        re.compile(
+            r"^Burst of 1,000 \u00d7 32 B: sent at [\d,]+ msg/s, \d+\.\d\d MB/s; "
+            r"echoed at [\d,]+ msg/s, \d+\.\d\d MB/s; 0 lost, 0 out of order$"
+        ),
+        timeout=15000,
+    )
+    expect(rows(page, "event").last).to_have_text(re.compile("Burst of 1,000"))
+    expect(rows(page, "received")).to_have_count(0)
+    expect(page.locator("#burst")).to_be_enabled()
+
+
+def test_reconnects_after_the_server_restarts(page):
+    with ServerProcess(GUNICORN) as first:
+        connect(page, first.http_url)
+        page.check("#reconnect")
+    # The server stopped (1001): the page retries, 1 s and then 2 s later, until it is back.
+    expect(rows(page, "event").filter(has_text="Code: 1001")).to_have_count(1)
+    expect(rows(page, "event").filter(has_text="Reconnecting in 1.0 s")).to_have_count(1)
+    with ServerProcess(GUNICORN, port=first.port):
+        expect(page.locator("#state")).to_have_text("Open", timeout=15000)
+        expect(rows(page, "event").last).to_contain_text("Connection opened")
+        send(page, "back")
+        expect(rows(page, "received").last).to_contain_text("back")
+
+
+def test_no_reconnect_after_close_socket_or_when_off(server, page):
+    connect(page, server.http_url)
+    page.check("#reconnect")
+    page.click("#close")
+    expect(page.locator("#state")).to_have_text("Closed")
+    expect(rows(page, "event").filter(has_text="Reconnecting")).to_have_count(0)
+
+
+def test_chart_fits_a_phone_in_dark_mode(server, browser):
+    context = browser.new_context(
+        viewport={"width": 360, "height": 740}, is_mobile=True, color_scheme="dark"
+    )
+    page = context.new_page()
+    connect(page, server.http_url)
+    page.check("#probe")
+    chart = page.get_by_role("img", name="Round-trip time")
+    expect(chart.locator("circle.probe")).to_have_count(2, timeout=4000)
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    box = chart.bounding_box()
+    assert box is not None and box["width"] <= 360 and box["height"] >= 150
+    # Labels are drawn in the text colour, which dark mode makes light.
+    colour = chart.locator("text").first.evaluate("e => getComputedStyle(e).fill")
+    assert colour != "rgb(0, 0, 0)", colour
+    context.close()
