@@ -36,7 +36,7 @@ system-packages:
 
 # docs/console.png, taken by the browser test from a real session.
 screenshot: $(VENV)/.dev system-packages
-	ECHO_SCREENSHOT=docs/console.png $(BIN)/pytest -q tests/test_console.py -k text_binary
+	ECHO_SCREENSHOT=docs/console.png $(BIN)/pytest -q tests/test_console.py -k probes_are_summarised
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -99,10 +99,6 @@ def test_console_echoes_text_binary_and_closes(server, page):
     expect(rows(page, "received").last.locator("td").nth(6)).to_have_text(XSS)
     expect(page.locator("#log img")).to_have_count(0)
 
-    screenshot = os.environ.get("ECHO_SCREENSHOT")
-    if screenshot:
-        page.screenshot(path=screenshot, full_page=True)
-
     page.click("#close")
     expect(rows(page, "event").last).to_have_text(
         re.compile("Connection closed. Code: 1000. Reason: Closing from client")
@@ -292,6 +288,14 @@ def test_probes_are_summarised_charted_and_never_logged(server, page):
     send(page, "mine")
     expect(rows(page, "received")).to_have_count(1)
     expect(chart.locator("circle.message")).to_have_count(1)
+
+    screenshot = os.environ.get("ECHO_SCREENSHOT")  # docs/console.png, by make screenshot
+    if screenshot:
+        page.check("#probe")
+        expect(summary).to_have_text(re.compile(r"^1[0-9] probes echoed"), timeout=15000)
+        page.click("#burst")
+        expect(page.locator("#burst-result")).to_contain_text("out of order", timeout=15000)
+        page.screenshot(path=screenshot, full_page=True)
 
 
 def test_burst_reports_its_rates_and_no_loss(server, page):
