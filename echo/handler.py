@@ -183,7 +183,7 @@ class EchoHandler(WebSocketHandler):
             self.rfile, self.content_length, self.socket if continues else None, chunked
         )
         # A handshake's input is the connection itself (take_over_input reads it).
-        upgrade = handshake.is_requested(environ)
+        upgrade = "upgrade" in head.connection
         environ["wsgi.input"] = self.rfile if upgrade else self.wsgi_input
         environ["wsgi.input_terminated"] = not upgrade
         return environ
@@ -356,17 +356,23 @@ class EchoHandler(WebSocketHandler):
     def _upgraded(self) -> bool:
         return self.websocket is not None and self.websocket.state is not State.CONNECTING
 
-    def _handle_client_error(self, ex: Exception) -> tuple[str, bytes]:
+    def _handle_client_error(self, ex: Exception) -> tuple[str, bytes] | None:
         """An unparseable or stalled request: one log line and a 4xx with a reason.
 
         pywsgi's own answer prints a traceback for some inputs and sends no body.
+        A client that reset or vanished while sending its request gets nothing
+        (``None``): there is no one to answer, and no request to log.
         """
         if isinstance(ex, (TimeoutError, RequestTimeout)):
             status, reason = "408 Request Timeout", "the request did not arrive in time"
             metrics.request_unserved("evicted" if isinstance(ex, Evicted) else "timeout")
+        elif isinstance(ex, ConnectionError):
+            metrics.request_unserved("gone")
+            log.info("request from %s abandoned: %s", self.client_address, type(ex).__name__)
+            return None
         elif isinstance(ex, request_head.BadRequest):
             status, reason = ex.status, ex.reason
-            metrics.request_unserved("malformed")
+            metrics.request_unserved(ex.slug)
         else:
             status, reason = "400 Bad Request", "malformed or oversized HTTP request"
             metrics.request_unserved("malformed")

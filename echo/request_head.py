@@ -26,12 +26,17 @@ _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 section 5.6.2
 
 
 class BadRequest(Exception):
-    """A request head the server refuses, with the status to answer and a one-line reason."""
+    """A request head the server refuses, with the status to answer and a one-line reason.
 
-    def __init__(self, status: str, reason: str) -> None:
+    ``slug`` says why, for metrics: ``malformed``, or ``incomplete`` when the
+    client stopped sending inside its headers.
+    """
+
+    def __init__(self, status: str, reason: str, slug: str = "malformed") -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.slug = slug
 
 
 @dataclass(slots=True)
@@ -84,7 +89,8 @@ def read_header_lines(rfile: BinaryIO, request_line: bytes) -> list[bytes]:
         if line in (b"\r\n", b"\n"):  # a bare LF is left to the parser to refuse
             return lines
         if not line:
-            raise BadRequest("400 Bad Request", "the request ended inside its headers")
+            reason = "the request ended inside its headers"
+            raise BadRequest("400 Bad Request", reason, "incomplete")
         if size > MAX_HEAD or len(lines) > MAX_FIELDS + 2:
             raise BadRequest(
                 "431 Request Header Fields Too Large",

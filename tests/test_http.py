@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import struct
+import threading
+import time
 
 import pytest
 
@@ -100,3 +104,68 @@ def test_keep_alive_serves_pipelined_requests_in_order(server):
             data += chunk
     assert data.startswith(b"HTTP/1.1 200 ")
     assert data.count(b"HTTP/1.1 404 ") == 1
+
+
+PARTIAL = b"GET /healthz HTTP/1.1\r\nHost: x\r\nUser-Agent: half"
+
+
+def test_client_that_resets_inside_its_headers_is_counted_as_gone_not_malformed(server):
+    """Nothing to answer and nothing it asked for: no access-log line, no traceback."""
+    gone = server.metric("echo_unserved_requests_total", reason="gone")
+    malformed = server.metric("echo_unserved_requests_total", reason="malformed")
+    before = refusals(server, 400)
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(PARTIAL)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    wait_for(
+        lambda: server.metric("echo_unserved_requests_total", reason="gone") == gone + 1,
+        what="the abandoned request to be counted",
+    )
+    assert server.metric("echo_unserved_requests_total", reason="malformed") == malformed
+    assert refusals(server, 400)[0] == before[0]
+    assert "Traceback" not in server.log()
+
+
+def test_client_that_stops_sending_inside_its_headers_gets_400_incomplete(server):
+    """A half-close: the client can still read why its request was refused."""
+    incomplete = server.metric("echo_unserved_requests_total", reason="incomplete")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(PARTIAL)
+        sock.shutdown(socket.SHUT_WR)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 400 ")
+    assert data.endswith(b"\r\n\r\nthe request ended inside its headers\n")
+    assert server.metric("echo_unserved_requests_total", reason="incomplete") == incomplete + 1
+
+
+@pytest.mark.parametrize("keeps_sending", [True, False], ids=["flooding", "silent"])
+def test_client_that_neither_closes_nor_stops_after_a_refusal_is_cut_off(
+    gunicorn_server, keeps_sending
+):
+    """The lingering close after a 4xx lasts close_timeout at most, whatever the client does."""
+    server = gunicorn_server(ECHO_CLOSE_TIMEOUT="1")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"BREW /ws HTTP/1.1\r\n\r\n")
+        refused = time.monotonic()
+        stop = threading.Event()
+
+        def flood() -> None:
+            with contextlib.suppress(OSError):  # the server's close ends it
+                while not stop.is_set():
+                    sock.sendall(b"x" * 65536)
+
+        flooding = threading.Thread(target=flood, daemon=True)
+        if keeps_sending:
+            flooding.start()
+        data = b""
+        with contextlib.suppress(ConnectionResetError):  # unread flood: a reset, after the answer
+            while chunk := sock.recv(65536):
+                data += chunk
+        ended = time.monotonic() - refused
+        stop.set()
+        if keeps_sending:
+            flooding.join()
+    assert data.startswith(b"HTTP/1.1 501 ")
+    assert ended < 1 + 2, ended  # close_timeout, and some slack for a loaded machine
