@@ -7,16 +7,17 @@ number and ``client`` or ``server``: 1005 for a Close frame without a code,
 
 from __future__ import annotations
 
-import contextlib
+import select
 import socket
 import struct
+import time
 import uuid
 from collections.abc import Callable
 
 import pytest
 
 from .rawws import OP_BINARY, OP_CLOSE, OP_TEXT, RawClient, close_payload, encode_frame
-from .servers import GUNICORN, ServerProcess, unsent_bytes, wait_for
+from .servers import GUNICORN, TIMEOUT, ServerProcess, unsent_bytes, wait_for
 
 FAST_TIMEOUTS = {"ECHO_READ_TIMEOUT": "0.5", "ECHO_PING_INTERVAL": "0.5", "ECHO_PING_TIMEOUT": "1"}
 NO_PINGS = {"ECHO_PING_INTERVAL": "0"}  # a client that does not read is then never given up on
@@ -47,20 +48,26 @@ def resets(client: RawClient, server: ServerProcess) -> None:
 def resets_while_its_echo_is_written(client: RawClient, server: ServerProcess) -> None:
     """Echoes the client does not read fill the buffers; the reset lands on a blocked write.
 
-    The client sends until its own socket takes no more: by then the server
-    has stopped reading (the client's bytes queue up) because its echo waits
-    to go.
+    The client goes on sending whole frames (a partial send is finished, never
+    cut) until the loopback queues say the server has stopped reading, its
+    echo waiting to go: bytes wait to be taken both ways. Until then the
+    client waits for its socket to take more, re-checking the queues.
     """
-    frame = encode_frame(OP_BINARY, b"\x00" * (1 << 20))
-    client.sock.setblocking(False)
-    with contextlib.suppress(BlockingIOError):
-        while True:
-            client.sock.send(frame)
+    stream = encode_frame(OP_BINARY, b"\x00" * (1 << 20))
     ours = client.sock.getsockname()[1]
-    wait_for(
-        lambda: unsent_bytes(ours, server.port) and unsent_bytes(server.port, ours),
-        what="the server to stop reading, blocked on its echo",
-    )
+    client.sock.setblocking(False)
+    pending = memoryview(stream)
+
+    def server_blocked_on_its_echo() -> bool:
+        return bool(unsent_bytes(ours, server.port) and unsent_bytes(server.port, ours))
+
+    deadline = time.monotonic() + TIMEOUT
+    while not server_blocked_on_its_echo():
+        assert time.monotonic() < deadline, "the server never blocked on its echo"
+        try:
+            pending = pending[client.sock.send(pending) :] or memoryview(stream)
+        except BlockingIOError:
+            select.select([], [client.sock], [], 0.02)  # until it takes more, or look again
     reset(client)
 
 
