@@ -4,6 +4,7 @@ import ipaddress
 import logging
 import os
 import signal
+import sys
 from datetime import timedelta
 from types import FrameType
 from typing import Any
@@ -148,10 +149,36 @@ class EchoWorker(GeventWebSocketWorker):
         super().handle_exit(sig, frame)
         EchoWebSocket.go_away_all()
 
+    _quitting = False  # a quick stop has begun
+    _served = False  # run() has returned: the process is on its way out
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self._served = True
+
     def handle_quit(self, sig: int, frame: FrameType | None) -> None:
-        # Quick shutdown (SIGQUIT, SIGINT): a Close frame where one can go now.
-        gevent.spawn(EchoWebSocket.abort_all)
-        super().handle_quit(sig, frame)
+        """Quick shutdown (SIGQUIT, SIGINT): a Close frame where one can go now, then exit.
+
+        Ctrl-C reaches a worker twice, as SIGINT from the terminal and as the
+        master's SIGQUIT. gunicorn's handler would run once for each, in a
+        greenlet that exits with ``sys.exit()`` after 0.1 s; the second such
+        exit, or one that comes after the worker has finished on its own,
+        lands in the interpreter's shutdown and prints a traceback. So the
+        quick stop runs once, and only ends a worker that is still serving.
+        """
+        if not self._quitting:
+            self._quitting = True
+            gevent.spawn(self._quit)
+
+    def _quit(self) -> None:
+        self.alive = False
+        gevent.spawn(EchoWebSocket.abort_all)  # a client that stopped reading may hold it
+        self.cfg.worker_int(self)
+        gevent.sleep(0.1)  # gunicorn's pause, for the Close frames to go
+        if not self._served:
+            sys.exit(0)  # raised in the main greenlet by gevent's hub: the worker exits
 
 
 _STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT})

@@ -189,10 +189,11 @@ class ServerProcess:
         return line
 
     def worker_pids(self) -> list[int]:
-        """gunicorn's workers (the children of the master process)."""
-        pid = self.process.pid
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        return [int(child) for child in children]
+        """gunicorn's workers (the children of the master process, which make may have started)."""
+        master = self.process.pid
+        if self.command[0] == "make":
+            (master,) = children(master)
+        return children(master)
 
     def wait_all_workers_serving(self, workers: int) -> None:
         """Open connections until each of ``workers`` workers holds one (all have booted)."""
@@ -227,6 +228,10 @@ class ServerProcess:
 @dataclass
 class Growth:
     bytes: int = 0
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def proc_status(pid: int, field: str) -> int:

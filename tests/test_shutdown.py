@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from .servers import DEV_SERVER, GUNICORN, ServerProcess, wait_for
+from .servers import DEV_SERVER, GUNICORN, TIMEOUT, ServerProcess, wait_for
 
 CLIENTS, MESSAGES = 20, 20
 
@@ -85,3 +85,26 @@ def test_dev_server_sigterm_closes_1001():
     with ServerProcess(DEV_SERVER) as server:
         assert_echoed_then_1001(signal_with_clients_mid_conversation(server, signal.SIGTERM))
         assert server.wait_exit() == 0
+
+
+def test_ctrl_c_on_make_run_stops_without_a_traceback():
+    """Ctrl-C signals the terminal's whole group: make, the master and each worker (twice).
+
+    A worker gets the terminal's SIGINT and the master's SIGQUIT; each once
+    ended it with an exit that could land in its interpreter's shutdown.
+    """
+    for _ in range(3):
+        server = ServerProcess(["make", "--no-print-directory", "run"], {"WEB_CONCURRENCY": "2"})
+        with server:
+            server.wait_all_workers_serving(2)
+            with connect(server.ws_url) as ws:
+                ws.send("before Ctrl-C")
+                assert ws.recv() == "before Ctrl-C"
+                os.killpg(server.process.pid, signal.SIGINT)
+                with pytest.raises(ConnectionClosed) as closed:
+                    ws.recv(timeout=TIMEOUT)
+            assert closed.value.rcvd.code == 1001
+            server.wait_exit()
+        log = server.log()
+        assert "Shutting down: Master" in log
+        assert "Traceback" not in log and "failed with" not in log, log
