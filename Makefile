@@ -5,10 +5,34 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
+# PYTHON given on the command line or in the environment, and not the Python
+# .venv was made with: .venv is made anew (make test PYTHON=python3.13).
+ifneq ($(filter command line environment,$(origin PYTHON)),)
+ifneq ($(wildcard $(BIN)/python),)
+python_version = $(shell $(1) -c 'import sys; print(sys.version)')
+ifneq ($(call python_version,$(PYTHON)),$(call python_version,$(BIN)/python))
+$(info PYTHON=$(PYTHON) is not the Python of .venv: making .venv anew)
+$(shell rm -rf $(VENV))
+endif
+endif
+endif
+
 .PHONY: run test conformance soak bench lint format screenshot system-packages clean
 
 run: $(VENV)/.runtime
 	$(BIN)/gunicorn -c gunicorn.conf.py
+
+# gunicorn reads WEB_CONCURRENCY as it starts, before gunicorn.conf.py, and
+# a value that is not a number is a traceback there: say it in one line here.
+digits_removed = $(subst 0,,$(subst 1,,$(subst 2,,$(subst 3,,$(subst 4,,$(subst 5,,$(subst \
+  6,,$(subst 7,,$(subst 8,,$(subst 9,,$(1)))))))))))
+ifneq ($(filter run,$(or $(MAKECMDGOALS),run)),)
+ifneq ($(origin WEB_CONCURRENCY),undefined)
+ifneq ($(call digits_removed,$(WEB_CONCURRENCY))$(if $(subst 0,,$(WEB_CONCURRENCY)),,0),)
+$(error WEB_CONCURRENCY = '$(WEB_CONCURRENCY)': must be a number of workers >= 1)
+endif
+endif
+endif
 
 test: $(VENV)/.dev system-packages
 	$(BIN)/pytest
@@ -25,14 +49,30 @@ soak: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench.run
 
-# The browser, proxy and TLS tests use Debian's chromium, nginx and openssl.
+# The browser, proxy and TLS tests use Debian's chromium, nginx and openssl;
+# the systemd unit is checked by systemd-analyze.
+# The tests run nginx themselves: the package's own service (port 80) is kept
+# from starting, now (policy-rc.d, for the install only) and at boot.
 system-packages:
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	[ -x /usr/bin/openssl ] || missing="$$missing openssl"; \
+	[ -x /usr/bin/systemd-analyze ] || missing="$$missing systemd"; \
 	if [ -n "$$missing" ]; then \
-	  echo "Installing$$missing"; apt-get update && apt-get install -y $$missing; fi
+	  echo "Installing$$missing"; \
+	  guard=""; \
+	  if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d \
+	      && guard=yes; \
+	  fi; \
+	  apt-get update && apt-get install -y $$missing; status=$$?; \
+	  [ -z "$$guard" ] || rm -f /usr/sbin/policy-rc.d; \
+	  case "$$missing" in *nginx*) \
+	    if command -v systemctl >/dev/null; then systemctl disable nginx 2>/dev/null || true; fi;; \
+	  esac; \
+	  exit $$status; \
+	fi
 
 # docs/console.png, taken by the browser test from a real session.
 screenshot: $(VENV)/.dev system-packages

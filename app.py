@@ -5,10 +5,9 @@ from echo.config import ConfigError
 
 try:
     app = create_app()
+    if __name__ == "__main__":
+        from echo.devserver import serve
+
+        serve(app)
 except ConfigError as error:  # one line, as gunicorn.conf.py prints it
     raise SystemExit(f"app.py: {error}") from None
-
-if __name__ == "__main__":
-    from echo.devserver import serve
-
-    serve(app)

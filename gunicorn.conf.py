@@ -4,6 +4,7 @@ gunicorn's own conventions still apply on top of this file: command-line
 flags and GUNICORN_CMD_ARGS override it, WEB_CONCURRENCY sets the worker count.
 """
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -11,18 +12,35 @@ import tempfile
 # Prometheus multiprocess mode, so /metrics adds up every worker: the directory
 # must be known before anything imports prometheus_client (echo does, below).
 # Set PROMETHEUS_MULTIPROC_DIR yourself to choose it (and empty it before start).
-_METRICS_DIR_PREFIX = "echo-metrics-"
-if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=_METRICS_DIR_PREFIX)
+# The one made here is removed when this master exits, a failed start
+# included; a master started by USR2 (ECHO_METRICS_DIR_MASTER is then
+# another's) makes its own.
+_OWNER = "ECHO_METRICS_DIR_MASTER"
 
-from echo.config import ConfigError, Settings, bind_host  # noqa: E402 (after the metrics directory)
+
+def _remove_metrics_dir(directory: str, master: int) -> None:
+    if os.getpid() == master:  # the workers, forked, inherit this exit handler
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if os.environ.get(_OWNER, str(os.getpid())) != str(os.getpid()) or (
+    "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="echo-metrics-")
+    os.environ[_OWNER] = str(os.getpid())
+    atexit.register(_remove_metrics_dir, os.environ["PROMETHEUS_MULTIPROC_DIR"], os.getpid())
+
+from echo.config import ConfigError, ListenAddress, Settings  # noqa: E402 (after the metrics directory)
 
 wsgi_app = "app:app"
 
 # --- Server socket -----------------------------------------------------------
 # HOST and PORT as for `python app.py`; loopback unless you say otherwise.
 # An IPv6 address may be written with or without brackets: HOST=::1 or HOST=[::1].
-bind = [f"{bind_host(os.environ.get('HOST', '127.0.0.1'))}:{os.environ.get('PORT', '8000')}"]
+try:
+    bind = [ListenAddress.from_env().bind]
+except ConfigError as error:
+    raise SystemExit(f"gunicorn.conf.py: {error}") from None
 
 # --- Control socket ------------------------------------------------------------
 # gunicorn 27 opens a control socket for `gunicornc` at one path per user
@@ -80,6 +98,13 @@ except ConfigError as error:
 raw_env = websocket.to_env()
 
 
+def on_starting(server):
+    """A certificate that cannot be used stops the start in one line, not a traceback."""
+    from echo.worker import check_certificate
+
+    check_certificate(server.cfg)
+
+
 def post_fork(server, worker):
     """A stop signal that reaches a worker before its own handlers must not be lost."""
     from echo.worker import stop_early_if_asked
@@ -92,10 +117,3 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
-
-
-def on_exit(server):
-    """Remove the metrics directory if it is the temporary one made above."""
-    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    if os.path.basename(directory).startswith(_METRICS_DIR_PREFIX):
-        shutil.rmtree(directory, ignore_errors=True)

@@ -2,9 +2,12 @@
 
 Starts the server from gunicorn.conf.py on loopback with ``max_message_size``
 raised to the 16 MiB that section 9 sends, runs every case, writes the full
-report under reports/conformance/ (git-ignored) and a per-section summary to
-conformance/summary.json, prints the summary, and exits non-zero unless every
-case, permessage-deflate's sections 12-13 included, is OK or INFORMATIONAL.
+report and a per-section summary.json under reports/conformance/ (git-ignored),
+prints the summary, and exits non-zero unless every case, permessage-deflate's
+sections 12-13 included, is OK or INFORMATIONAL. conformance/summary.json is
+the committed reference the README quotes: copy a run's summary over it to
+publish new results. The server's log and temporary files are removed when
+every case passed, kept to tell why when one did not.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-from tests.servers import GUNICORN, ROOT, ServerProcess
+from tests.servers import GUNICORN, ROOT, ServerProcess, remove_scratch
 
 REPORT_DIR = ROOT / "reports" / "conformance"
-SUMMARY = ROOT / "conformance" / "summary.json"
+SUMMARY = REPORT_DIR / "summary.json"
 SERVER_ENV = {"ECHO_MAX_MESSAGE_SIZE": "16MiB", "ECHO_PING_INTERVAL": "0", "WEB_CONCURRENCY": "2"}
 # Cases at a time, one per worker: sections 12-13 compress about 1 GB each way.
 PARALLEL = 2
@@ -119,7 +122,10 @@ def main() -> int:
     print(f"report: {REPORT_DIR / 'index.html'}; summary: {SUMMARY.relative_to(ROOT)}")
     for failure in failures:
         print("PROBLEM", failure)
-    return 1 if failures else 0
+    if failures:
+        return 1
+    remove_scratch()
+    return 0
 
 
 def _version(package: str) -> str:

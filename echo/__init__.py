@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask, Response, request
-from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import WebsocketMismatch
 
 from .config import CONFIG_KEY, Settings
@@ -26,7 +26,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions[WEBSOCKET_ENDPOINTS] = {WEBSOCKET_PATH: accept_echo}
     app.register_error_handler(WebsocketMismatch, _no_websocket_here)
     app.register_error_handler(MethodNotAllowed, _method_not_allowed)
+    app.register_error_handler(NotFound, _not_found)
     return app
+
+
+def _not_found(error: NotFound) -> Response:
+    """One line, as every other refusal, instead of Flask's HTML page."""
+    return text_response(
+        404, f"Nothing at {request.path}: the console is at /, the WebSocket at /ws"
+    )
 
 
 def _method_not_allowed(error: MethodNotAllowed) -> Response:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields
 from typing import Any
@@ -55,15 +56,37 @@ def _size(raw: Any) -> int:
     return value
 
 
-def host_address(raw: str) -> str:
-    """``HOST`` as an address to listen on: ``::1`` and ``[::1]`` alike give ``::1``."""
-    return raw.strip().removeprefix("[").removesuffix("]")
+@dataclass(frozen=True)
+class ListenAddress:
+    """``HOST`` and ``PORT``, as both servers read them: checked at start-up, one line if wrong."""
 
+    host: str  # an address or a name; IPv6 without brackets
+    port: int
 
-def bind_host(raw: str) -> str:
-    """``HOST`` as gunicorn's ``bind`` and URLs write it: an IPv6 address in brackets."""
-    address = host_address(raw)
-    return f"[{address}]" if ":" in address else address
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ListenAddress:
+        """``HOST`` (default 127.0.0.1) and ``PORT`` (8000); ``ConfigError`` naming the bad one.
+
+        The host is resolved now: a name that does not resolve would otherwise
+        be retried by gunicorn for five seconds, or end ``app.py`` in a traceback.
+        """
+        environ = os.environ if environ is None else environ
+        raw_host, raw_port = environ.get("HOST", "127.0.0.1"), environ.get("PORT", "8000")
+        host = raw_host.strip().removeprefix("[").removesuffix("]")
+        port = raw_port.strip()
+        if not (port.isascii() and port.isdigit() and int(port) <= 65535):
+            raise ConfigError(f"PORT = {raw_port!r}: must be a port number from 0 to 65535")
+        try:
+            socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        except (socket.gaierror, UnicodeError) as error:
+            reason = getattr(error, "strerror", None) or "not a host name or address"
+            raise ConfigError(f"HOST = {raw_host!r}: {reason}") from None
+        return cls(host, int(port))
+
+    @property
+    def bind(self) -> str:
+        """As gunicorn's ``bind`` and URLs write it: an IPv6 address in brackets."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 def normalize_origin(origin: str) -> str:

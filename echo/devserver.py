@@ -13,28 +13,34 @@ from gevent.event import Event
 from gevent.pool import Pool
 
 from . import memory
-from .config import CONFIG_KEY, bind_host, host_address
+from .config import CONFIG_KEY, ConfigError, ListenAddress
 from .handler import EchoHandler
 from .server import EchoServer
 from .websocket import EchoWebSocket
 
 
 def serve(app: Flask) -> None:
-    """Serve ``app`` on ``HOST``:``PORT`` (default 127.0.0.1:8000) until interrupted."""
-    host = os.environ.get("HOST", "127.0.0.1")
-    port = int(os.environ.get("PORT", "8000"))
+    """Serve ``app`` on ``HOST``:``PORT`` (default 127.0.0.1:8000) until interrupted.
+
+    ``ConfigError`` if the address is wrong or cannot be listened on.
+    """
+    address = ListenAddress.from_env()
     memory.tune_process()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     # A pool, so that stop() waits for the connections' closing handshakes.
-    server = EchoServer((host_address(host), port), app, handler_class=EchoHandler, spawn=Pool())
+    listener = (address.host, address.port)
+    server = EchoServer(listener, app, handler_class=EchoHandler, spawn=Pool())
+    try:
+        server.start()
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise ConfigError(f"cannot listen on {address.bind}: {reason}") from None
     logging.getLogger(__name__).info(
-        "development server on http://%s:%d (WebSocket at /ws); use `make run` in production",
-        bind_host(host),
-        port,
+        "development server on http://%s (WebSocket at /ws); use `make run` in production",
+        address.bind,
     )
-    server.start()
     stopping = Event()
     gevent.signal_handler(signal.SIGTERM, stopping.set)
     with contextlib.suppress(KeyboardInterrupt):

@@ -219,8 +219,9 @@ class EchoHandler(WebSocketHandler):
             if endpoint is None:
                 WSGIHandler.run_application(self)  # the application routes it
             elif refusal := endpoint(self.websocket, self.environ, self.settings):
-                status, reason = refusal
-                self._respond(f"{status} {HTTPStatus(status).phrase}", reason, [])
+                status = f"{refusal[0]} {HTTPStatus(refusal[0]).phrase}"
+                log.info("handshake rejected (%s): %s", status, refusal[1])
+                self._respond(status, refusal[1], [])
             failed = False
         finally:
             if not self._upgraded:

@@ -7,6 +7,7 @@ and a pong missing for ``timeout`` seconds reveals a peer that is gone.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -15,6 +16,10 @@ import gevent
 
 from .errors import ConnectionClosed
 from .websocket import EchoWebSocket
+
+log = logging.getLogger(__name__)
+
+_TIMED_OUT = "keepalive ping timeout"
 
 
 class Keepalive:
@@ -78,7 +83,8 @@ class Keepalive:
         except gevent.Timeout as expired:
             if expired is not deadline:
                 raise
-            self._ws.abort(1011, "keepalive ping timeout")
+            log.info("[%s] closing with 1011: %s", self._ws.id, _TIMED_OUT)
+            self._ws.abort(1011, _TIMED_OUT)
         finally:
             deadline.close()
             self._in_flight = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, current_app, render_template, request
@@ -21,7 +22,13 @@ _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def text_response(status: int, text: str) -> Response:
-    return Response(f"{text}\n", status=status, mimetype="text/plain")
+    """A one-line answer; its status line is written as every other one, ``400 Bad Request``.
+
+    (Werkzeug would write an integer status in capitals, ``400 BAD REQUEST``.)
+    """
+    return Response(
+        f"{text}\n", status=f"{status} {HTTPStatus(status).phrase}", mimetype="text/plain"
+    )
 
 
 @bp.get("/")

@@ -4,6 +4,7 @@ import ipaddress
 import logging
 import os
 import signal
+import ssl
 import sys
 from datetime import timedelta
 from types import FrameType
@@ -11,6 +12,7 @@ from typing import Any
 
 import gevent
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
+from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventResponse, PyWSGIHandler
 
 from . import memory
@@ -201,3 +203,24 @@ def stop_early_if_asked(arbiter: Any) -> None:
     while not queued.empty():
         if queued.get_nowait() in _STOP_SIGNALS:
             os._exit(0)
+
+
+def check_certificate(cfg: Any) -> None:
+    """Load gunicorn's ``certfile`` and ``keyfile`` as its workers will; one line if they fail.
+
+    gunicorn checks only that the files exist, in a traceback; a key that
+    does not match, or a file that is not PEM, would fail each worker's boot.
+    """
+    if not cfg.is_ssl:
+        return
+    try:
+        ssl_context(cfg)
+    except ssl.SSLError as error:
+        reason = f"not a PEM certificate and its key ({error})"
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+    else:
+        return
+    raise SystemExit(
+        f"gunicorn.conf.py: cannot use --certfile {cfg.certfile} --keyfile {cfg.keyfile}: {reason}"
+    )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from .servers import ROOT, ServerProcess, scratch_dir
 
 NGINX = "/usr/sbin/nginx"
@@ -45,4 +48,46 @@ def nginx_proxy(
         f"{site}\n"
         "}\n"
     )
+    return server
+
+
+DEBIAN_CONF = Path("/etc/nginx")
+
+
+def debian_nginx(upstream: ServerProcess, default_site: bool = True) -> ServerProcess:
+    """Debian's own nginx layout, with the recipe installed as the README says.
+
+    The package's nginx.conf and default site, copied under a prefix (paths
+    made relative to it, port 80 made a test port on 127.0.0.1 for both
+    sites), and deploy/nginx.conf in conf.d/echo.conf; ``default_site=False``
+    is the README's other way: the default site removed.
+    """
+    prefix = scratch_dir("echo-nginx-debian-")
+    prefix.chmod(0o755)
+    server = ServerProcess(
+        [NGINX, "-p", str(prefix), "-c", "nginx.conf", "-g", "daemon off;"], health_path=None
+    )
+    listen = f"127.0.0.1:{server.port}"
+    main = (DEBIAN_CONF / "nginx.conf").read_text()
+    for old, new in {
+        "user www-data;": "",
+        "/run/nginx.pid": "nginx.pid",
+        "/var/log/nginx/": "",
+        "/etc/nginx/": "",
+        "http {": "http {\n\tclient_body_temp_path tmp; proxy_temp_path tmp;",
+    }.items():
+        assert old in main, f"{old!r} is not in Debian's nginx.conf"
+        main = main.replace(old, new)
+    (prefix / "nginx.conf").write_text(main)
+    shutil.copy(DEBIAN_CONF / "mime.types", prefix)
+    for directory in ("modules-enabled", "conf.d", "sites-enabled"):
+        (prefix / directory).mkdir()
+    if default_site:
+        site = (DEBIAN_CONF / "sites-available" / "default").read_text()
+        site = site.replace("listen 80 default_server;", f"listen {listen} default_server;")
+        site = site.replace("listen [::]:80 default_server;", "")
+        (prefix / "sites-enabled" / "default").write_text(site)
+    recipe = RECIPE.read_text().replace("listen 80;", f"listen {listen};")
+    recipe = recipe.replace("127.0.0.1:8000", f"127.0.0.1:{upstream.port}")
+    (prefix / "conf.d" / "echo.conf").write_text(recipe)
     return server

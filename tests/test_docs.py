@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import runpy
 from dataclasses import fields
+
+import pytest
+from markdown_it import MarkdownIt
 
 from echo.config import Settings, env_name
 
@@ -32,3 +36,30 @@ def test_gunicorn_conf_sets_every_setting_at_its_default(monkeypatch, tmp_path):
     source = (ROOT / "gunicorn.conf.py").read_text()
     for f in fields(Settings):
         assert re.search(rf"^\s+{f.name}=", source, re.M), f"{f.name} not set explicitly"
+
+
+MARKDOWN = [ROOT / "README.md", ROOT / "bench" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("path", MARKDOWN, ids=lambda path: str(path.relative_to(ROOT)))
+def test_markdown_renders_every_table_and_links_to_files_that_exist(path):
+    """Rendered as GitHub renders it (CommonMark and tables): no table row left as text."""
+    tokens = MarkdownIt("commonmark").enable("table").parse(path.read_text())
+    stray_rows = [
+        line
+        for opening, inline in itertools.pairwise(tokens)
+        if opening.type == "paragraph_open"
+        for line in inline.content.splitlines()
+        if line.lstrip().startswith("|")
+    ]
+    assert stray_rows == []
+    targets = [
+        child.attrs["href"]
+        for token in tokens
+        if token.type == "inline"
+        for child in token.children or ()
+        if child.type == "link_open"
+    ]
+    local = [target.split("#")[0] for target in targets if "://" not in target]
+    missing = [target for target in local if target and not (path.parent / target).exists()]
+    assert missing == []

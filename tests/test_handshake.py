@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
+import uuid
 
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -99,12 +100,17 @@ def test_handshake_with_a_body_rejected(server, framing, body):
     assert "Traceback" not in server.log()
 
 
-def test_disallowed_origin_gets_403(gunicorn_server):
+def test_disallowed_origin_gets_403_and_a_log_line(gunicorn_server):
     server = gunicorn_server(ECHO_ALLOWED_ORIGINS="https://good.example, http://localhost:3000")
+    evil = f"https://{uuid.uuid4().hex}.example"
     with pytest.raises(InvalidStatus) as error:
-        connect(server.ws_url, origin="https://evil.example")
+        connect(server.ws_url, origin=evil)
     assert error.value.response.status_code == 403
-    assert b"https://evil.example is not allowed" in error.value.response.body
+    assert f"{evil} is not allowed".encode() in error.value.response.body
+    line = server.log_line(evil)
+    assert line.endswith(
+        f"[INFO] handshake rejected (403 Forbidden): Origin {evil} is not allowed to connect"
+    )
     for origin in ("https://good.example", "HTTP://LOCALHOST:3000", None):
         with connect(server.ws_url, origin=origin) as ws:
             ws.send("allowed")

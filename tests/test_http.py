@@ -7,6 +7,7 @@ import socket
 import struct
 import threading
 import time
+from http import HTTPStatus
 
 import pytest
 
@@ -169,3 +170,22 @@ def test_client_that_neither_closes_nor_stops_after_a_refusal_is_cut_off(
             flooding.join()
     assert data.startswith(b"HTTP/1.1 501 ")
     assert ended < 1 + 2, ended  # close_timeout, and some slack for a loaded machine
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 400),
+        (b"TRACE /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 405),
+        (handshake_request(0, "/nope"), 404),
+        (handshake_request(0, Sec_WebSocket_Key="short"), 400),
+        (HEALTH + b"X-Note: a\x00b\r\n\r\n", 400),
+    ],
+    ids=["app-400", "app-405", "app-404", "handshake-400", "parser-400"],
+)
+def test_status_lines_are_written_alike_whoever_refuses(server, request_bytes, status):
+    """The application's refusals read as the server's: ``400 Bad Request``, not ``BAD REQUEST``."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(request_bytes)
+        status_line = sock.makefile("rb").readline()
+    assert status_line == f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()

@@ -35,6 +35,7 @@ def test_pings_arrive_at_the_interval(gunicorn_server):
 def test_client_that_never_answers_is_closed_1011(gunicorn_server):
     server = gunicorn_server(**KEEPALIVE)
     worker = server.worker_pid()
+    logged = server.log().count("] closing with 1011: keepalive ping timeout")
     with RawClient(server.port) as client:
         port = client.sock.getsockname()[1]
         _, opcode, _ = client.recv_frame()  # the first ping, left unanswered
@@ -45,6 +46,8 @@ def test_client_that_never_answers_is_closed_1011(gunicorn_server):
         assert (opcode, payload[:2]) == (OP_CLOSE, (1011).to_bytes(2, "big"))
         assert waited > 0.9, "closed before ping_timeout had passed"
         client.assert_eof()
+    line = "] closing with 1011: keepalive ping timeout"
+    wait_for(lambda: server.log().count(line) == logged + 1, what="its INFO line")
     wait_for(lambda: not holds_connection(worker, port), what="the worker to free the socket")
 
 

@@ -12,7 +12,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from .nginx import INSTANCES_RECIPE, nginx_proxy
+from .nginx import INSTANCES_RECIPE, debian_nginx, nginx_proxy
+from .rawws import OP_TEXT, RawClient, http_exchange
 from .servers import GUNICORN, ServerProcess
 
 SHORT_READ_TIMEOUT = {"proxy_read_timeout 60s;": "proxy_read_timeout 3s;"}
@@ -113,3 +114,19 @@ def test_instances_share_clients_and_one_stopping_leaves_the_other_serving():
         assert second.metric("echo_handshakes_total", result="accepted", reason="ok") == (
             on_second + 50
         )
+
+
+def test_recipe_in_debians_layout_needs_its_server_name_or_no_default_site(server):
+    """Dropped into conf.d beside Debian's default site, the recipe answers only its name."""
+    page = b"GET / HTTP/1.1\r\nHost: echo.example.com\r\nConnection: close\r\n\r\n"
+    with debian_nginx(server) as proxy:
+        status, _, body = http_exchange(proxy.port, page.replace(b"echo.example.com", b"x"))
+        assert (status, b"Welcome to nginx!" in body) == (200, True)  # the trap the README names
+        status, _, body = http_exchange(proxy.port, page)
+        assert (status, b"WebSocket Server URL" in body) == (200, True)
+        with RawClient(proxy.port, Host="echo.example.com") as client:
+            client.send(OP_TEXT, b"by its server_name")
+            assert client.recv_message() == (OP_TEXT, b"by its server_name")
+    with debian_nginx(server, default_site=False) as proxy, connect(ws_url(proxy)) as ws:
+        ws.send("with the default site removed")
+        assert ws.recv() == "with the default site removed"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 import urllib.request
@@ -33,15 +34,65 @@ def test_flask_run_answers_handshake_with_a_clear_4xx():
     assert b"make run" in error.value.response.body
 
 
-@pytest.mark.parametrize("command", [GUNICORN, DEV_SERVER], ids=["gunicorn", "dev-server"])
-def test_invalid_setting_stops_startup_with_one_line_naming_it(command):
-    server = ServerProcess(command, {"ECHO_MAX_MESSAGE_SIZE": "lots"}).start(wait=False)
-    assert server.wait_exit() != 0
-    (line,) = server.log().strip().splitlines()
-    assert line.endswith(
+BAD_STARTS = {
+    "setting": (
+        {"ECHO_MAX_MESSAGE_SIZE": "lots"},
         "ECHO_MAX_MESSAGE_SIZE (setting max_message_size) = 'lots': "
-        "must be a byte count such as 1048576 or 1MiB"
-    ), line
+        "must be a byte count such as 1048576 or 1MiB",
+    ),
+    "port": ({"PORT": "eighty"}, "PORT = 'eighty': must be a port number from 0 to 65535"),
+    "host": ({"HOST": "nowhere.invalid"}, "HOST = 'nowhere.invalid': Name or service not known"),
+}
+CERTIFICATE = (
+    {"GUNICORN_CMD_ARGS": "--certfile /nonexistent/cert.pem --keyfile /nonexistent/key.pem"},
+    "cannot use --certfile /nonexistent/cert.pem --keyfile /nonexistent/key.pem:"
+    " No such file or directory",
+)
+
+
+@pytest.mark.parametrize(
+    ("command", "bad"),
+    [
+        *(pytest.param(GUNICORN, bad, id=f"gunicorn-{name}") for name, bad in BAD_STARTS.items()),
+        *(
+            pytest.param(DEV_SERVER, bad, id=f"dev-server-{name}")
+            for name, bad in BAD_STARTS.items()
+        ),
+        pytest.param(GUNICORN, CERTIFICATE, id="gunicorn-certificate"),
+    ],
+)
+def test_bad_start_is_one_line_naming_the_setting_and_leaves_no_files(command, bad):
+    env, message = bad
+    server = ServerProcess(command, env).start(wait=False)
+    assert server.wait_exit() != 0
+    *gunicorn_lines, line = server.log().strip().splitlines()
+    assert line.endswith(message), line
+    assert all(" [INFO] Starting gunicorn " in extra for extra in gunicorn_lines), gunicorn_lines
+    assert [path.name for path in server.log_path.parent.iterdir()] == ["server.log"]
+
+
+@pytest.mark.parametrize("command", [GUNICORN, DEV_SERVER], ids=["gunicorn", "dev-server"])
+def test_busy_port_stops_startup_without_a_traceback_or_files(command):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = ServerProcess(command, port=port).start(wait=False)
+        assert server.wait_exit() != 0
+    log = server.log()
+    assert "Traceback" not in log
+    if command is DEV_SERVER:
+        assert log.strip() == f"app.py: cannot listen on 127.0.0.1:{port}: Address already in use"
+    else:  # gunicorn's own lines, as it retries for a few seconds in case the port frees
+        assert log.strip().endswith(f"[ERROR] Can't connect to ('127.0.0.1', {port})"), log
+    assert [path.name for path in server.log_path.parent.iterdir()] == ["server.log"]
+
+
+def test_make_run_says_in_one_line_that_web_concurrency_is_not_a_number():
+    server = ServerProcess(["make", "--no-print-directory", "run"], {"WEB_CONCURRENCY": "two"})
+    assert server.start(wait=False).wait_exit() != 0
+    (line,) = server.log().strip().splitlines()
+    assert line.endswith("WEB_CONCURRENCY = 'two': must be a number of workers >= 1.  Stop."), line
 
 
 @pytest.mark.parametrize("host", ["::1", "[::1]"])
