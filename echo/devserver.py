@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -41,10 +40,11 @@ def serve(app: Flask) -> None:
         "development server on http://%s (WebSocket at /ws); use `make run` in production",
         address.bind,
     )
+    # Handled by the event loop: a KeyboardInterrupt would be printed by gevent's hub.
     stopping = Event()
-    gevent.signal_handler(signal.SIGTERM, stopping.set)
-    with contextlib.suppress(KeyboardInterrupt):
-        stopping.wait()
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(stop_signal, stopping.set)
+    stopping.wait()
     # Ctrl-C or SIGTERM: every WebSocket gets 1001 once idle, then the server stops.
     EchoWebSocket.go_away_all()
     server.stop(timeout=app.config[CONFIG_KEY].close_timeout)
