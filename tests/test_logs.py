@@ -127,7 +127,7 @@ def test_access_log_format_is_configurable_the_gunicorn_way():
     with ServerProcess(GUNICORN, {"GUNICORN_CMD_ARGS": args}) as server:
         agent = f"test-{uuid.uuid4()}"
         http_exchange(server.port, handshake_request(server.port, "/nope", User_Agent=agent))
-        assert server.log_line(agent) == f"127.0.0.1 404 {agent} text/html; charset=utf-8 -"
+        assert server.log_line(agent) == f"127.0.0.1 404 {agent} text/plain; charset=utf-8 -"
         # A session's line is written when it ends, long after its request.
         agent = f"test-{uuid.uuid4()}"
         with connect(server.ws_url, user_agent_header=agent) as ws:
