@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -33,11 +30,18 @@ from websockets.sync.client import connect
 from tests.greedy import GreedyClient
 from tests.greedy import probe as greedy_probe
 from tests.rawws import OP_BINARY, RawClient, encode_frame
-from tests.servers import ServerProcess, allow_open_files, remove_scratch, scratch_dir, wait_for
+from tests.servers import (
+    INSTRUMENTED,
+    ServerProcess,
+    allow_open_files,
+    probe,
+    remove_scratch,
+    scratch_dir,
+    wait_for,
+)
 
 from . import loadgen
 
-CONF = Path(__file__).with_name("instrumented.conf.py")
 SEQUENTIAL, CONCURRENT = 5_000, 500
 RSS_SLACK = 4 << 20
 BURST_CLIENTS, IDLE = 200, 15_000
@@ -46,19 +50,10 @@ GREEDY_SECONDS = 20.0
 # --timeout 10: a worker whose loop is starved misses gunicorn's heartbeat
 # within the fairness phase and is replaced, which that phase checks.
 COMMAND = [
-    sys.executable, "-m", "gunicorn", "-c", str(CONF), "--no-control-socket",
+    sys.executable, "-m", "gunicorn", "-c", str(INSTRUMENTED), "--no-control-socket",
     "--worker-connections", str(IDLE + 1000), "--timeout", "10",
 ]  # fmt: skip
 IDLE_GREENLETS = 3  # an idle worker: main, hub, and the probe's own signal handler
-
-
-def probe(server: ServerProcess, probe_file: Path) -> dict:
-    """The worker's vital signs, written by bench/instrumented.conf.py on SIGUSR2."""
-    probe_file.unlink(missing_ok=True)
-    os.kill(server.worker_pid(), signal.SIGUSR2)
-    wait_for(probe_file.exists, what="the worker's probe")
-    wait_for(lambda: probe_file.read_text().endswith("}"), what="the probe to be written")
-    return json.loads(probe_file.read_text())
 
 
 def settle(server: ServerProcess, probe_file: Path, greenlets: int = IDLE_GREENLETS) -> None:

@@ -9,6 +9,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import WebsocketMismatch
 
 from .config import CONFIG_KEY, Settings
+from .excerpt import excerpt
 from .routes import WEBSOCKET_ENDPOINTS, WEBSOCKET_PATH, accept_echo, bp, text_response
 
 _ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 def _not_found(error: NotFound) -> Response:
     """One line, as every other refusal, instead of Flask's HTML page."""
     return text_response(
-        404, f"Nothing at {request.path}: the console is at /, the WebSocket at /ws"
+        404, f"Nothing at {excerpt(request.path)}: the console is at /, the WebSocket at /ws"
     )
 
 
@@ -44,7 +45,7 @@ def _method_not_allowed(error: MethodNotAllowed) -> Response:
         reason = f"{WEBSOCKET_PATH} only accepts WebSocket handshakes, which use GET"
     else:
         allowed = sorted(error.valid_methods or [])
-        reason = f"{request.path} answers {', '.join(allowed)}"
+        reason = f"{excerpt(request.path)} answers {', '.join(allowed)}"
     response = text_response(405, f"{request.method} is not allowed: {reason}")
     response.headers["Allow"] = ", ".join(allowed)
     return response
@@ -53,5 +54,5 @@ def _method_not_allowed(error: MethodNotAllowed) -> Response:
 def _no_websocket_here(error: WebsocketMismatch) -> Response:
     """A handshake to a path that serves plain HTTP only: 404, never an upgrade."""
     return text_response(
-        404, f"No WebSocket endpoint at {request.path}; connect to {WEBSOCKET_PATH}"
+        404, f"No WebSocket endpoint at {excerpt(request.path)}; connect to {WEBSOCKET_PATH}"
     )

@@ -32,6 +32,7 @@ from geventwebsocket.handler import WebSocketHandler
 from . import fairness, handshake, lingering, metrics, negotiation, request_head
 from .config import Settings
 from .errors import Evicted, RequestTimeout
+from .excerpt import excerpt
 from .routes import WEBSOCKET_ENDPOINTS
 from .sockets import send_all
 from .websocket import EchoWebSocket, State
@@ -42,7 +43,7 @@ Endpoint = Callable[[EchoWebSocket, dict[str, Any], Settings], tuple[int, str] |
 log = logging.getLogger(__name__)
 
 # Why the app answered a valid handshake without accepting it, for metrics.
-_REJECTED_BY_APP = {403: "origin", 404: "no_endpoint"}
+_REJECTED_BY_APP = {403: "origin"}
 
 # The environ key holding a finished session's summary, for the access log
 # (gunicorn: %({echo.session}e)s in access_log_format).
@@ -66,6 +67,7 @@ class EchoHandler(WebSocketHandler):
     # Until a head is parsed (gunicorn's access log reads the headers of any request).
     headers: request_head.RequestHead | Any = request_head.RequestHead()
     _hands_over = False  # the upgrade succeeded: the session runs after handle()
+    _linger_after = False  # a handshake was refused: drain what the client still sends
 
     @property
     def settings(self) -> Settings:
@@ -93,6 +95,9 @@ class EchoHandler(WebSocketHandler):
         # A client pipelining requests on a keep-alive connection never lets
         # the socket run dry: give the other connections a turn now and then.
         self._budget.spend(fairness.REQUEST_COST)
+        # What the last request left is not this one's: a refusal before its
+        # line is read is logged with "-", not with the line before it.
+        self.environ = self.requestline = None
         try:
             result = super().handle_one_request()
         except (RequestTimeout, request_head.BadRequest) as error:  # reading the request line
@@ -102,10 +107,13 @@ class EchoHandler(WebSocketHandler):
         if isinstance(result, tuple):  # refused before the application saw it
             self._refuse(*result)
             return None
+        if self._linger_after:  # a refused handshake, answered and logged
+            self._linger()
+            return None
         return result
 
     def _refuse(self, status: str, response: bytes) -> None:
-        """Send a refusal and close so that the client can read it, then log it.
+        """Send a refusal and log it, then close so that the client can read it.
 
         pywsgi would close with the rest of the request unread, and the
         kernel's reset can destroy the answer before the client reads it. A
@@ -115,10 +123,10 @@ class EchoHandler(WebSocketHandler):
         self.status = status
         with contextlib.suppress(OSError):
             send_all(self.socket, response)
-            if not status.startswith("408"):
-                self._linger()
         self.time_finish = time.time()
         self.log_request()
+        if not status.startswith("408"):
+            self._linger()
 
     def _linger(self) -> None:
         """Discard what the client still sends, for ``close_timeout`` at most.
@@ -141,7 +149,12 @@ class EchoHandler(WebSocketHandler):
         every few seconds would hold its connection forever.
         """
         self.server.unfinished.started()  # the first to end when the pool is full
-        arrived = self.rfile.peek(1)  # silence here is bounded by the socket's timeout
+        try:
+            arrived = self.rfile.peek(1)  # silence here is bounded by the socket's timeout
+        except Evicted:
+            # Ended to make room while nothing of a request had come (an idle
+            # kept-alive connection, say): closed with no answer, as on timeout.
+            return ""
         timeout = self.settings.read_timeout
         if timeout and b"\r\n\r\n" not in arrived:  # else it is all here: nothing to wait for
             self._deadline = gevent.Timeout(timeout, RequestTimeout)
@@ -202,48 +215,59 @@ class EchoHandler(WebSocketHandler):
         self.close_connection = True  # refused or upgraded, the connection ends here
         slots = self.server.capacity
         try:
+            endpoint = self._endpoint()
             handshake.check(self.environ)
             agreement = negotiation.negotiate(self.environ, self.settings)
             slots.take()
         except handshake.HandshakeRejected as rejection:
-            log.info("handshake rejected (%s): %s", rejection.status, rejection.reason)
+            self._reject(rejection.status, rejection.reason, rejection.headers)
             metrics.handshake_rejected(rejection.slug)
-            self._respond(rejection.status, rejection.reason, rejection.headers)
             return
         self.websocket = EchoWebSocket(self, self.settings, agreement)
-        self.environ["wsgi.websocket"] = self.websocket
-        self.environ["wsgi.websocket_version"] = handshake.VERSION
-        endpoint = self._endpoint()
         failed = True
         try:
-            if endpoint is None:
-                WSGIHandler.run_application(self)  # the application routes it
-            elif refusal := endpoint(self.websocket, self.environ, self.settings):
-                status = f"{refusal[0]} {HTTPStatus(refusal[0]).phrase}"
-                log.info("handshake rejected (%s): %s", status, refusal[1])
-                self._respond(status, refusal[1], [])
+            if refusal := endpoint(self.websocket, self.environ, self.settings):
+                self._reject(f"{refusal[0]} {HTTPStatus(refusal[0]).phrase}", refusal[1], [])
             failed = False
         finally:
             if not self._upgraded:
                 slots.give_back()
                 reason = _REJECTED_BY_APP.get(self.code, f"status_{self.code}")
                 metrics.handshake_rejected("error" if failed else reason)
+                self.websocket = None  # it refers to this handler: no cycle to leave behind
             else:
                 self.websocket.when_closed(slots.give_back)  # the connection's until it closes
                 if failed or self.websocket.session is None:
-                    self._end_session(failed)  # the view ran the connection, or failed
+                    self._end_session(failed)  # the endpoint ran the connection, or failed
                 else:
                     # The session runs once pywsgi is done (see handle()); without
                     # its socket, pywsgi neither drains nor closes the connection.
                     self.socket = None
                     self._hands_over = True
 
-    def _endpoint(self) -> Endpoint | None:
-        """The app's WebSocket endpoint at this path, served without the app's dispatch."""
+    def _endpoint(self) -> Endpoint:
+        """The WebSocket endpoint at this path; only the paths registered have one.
+
+        An endpoint is called directly, without the app's dispatch, which would
+        cost more than the rest of the handshake (bench/README.md).
+        """
         extensions = getattr(self.application, "extensions", None)
-        if not isinstance(extensions, dict):
-            return None
-        return extensions.get(WEBSOCKET_ENDPOINTS, {}).get(self.environ.get("PATH_INFO"))
+        endpoints = extensions.get(WEBSOCKET_ENDPOINTS, {}) if isinstance(extensions, dict) else {}
+        path = self.environ.get("PATH_INFO", "")
+        endpoint = endpoints.get(path)
+        if endpoint is None:
+            raise handshake.HandshakeRejected(
+                "404 Not Found",
+                f"No WebSocket endpoint at {excerpt(path)}; connect to {', '.join(endpoints)}",
+                "no_endpoint",
+            )
+        return endpoint
+
+    def _reject(self, status: str, reason: str, headers: handshake.Headers) -> None:
+        """Refuse a handshake: one INFO line, the answer, and a lingering close after it."""
+        log.info("handshake rejected (%s): %s", status, reason)
+        self._respond(status, reason, headers)
+        self._linger_after = True
 
     def _sendall(self, data: bytes | bytearray) -> None:
         """pywsgi's write of a response, one syscall shorter (``sockets.send_all``).
@@ -339,20 +363,6 @@ class EchoHandler(WebSocketHandler):
         self.code, self.headers_sent = 101, True
         self._sendall(handshake.switching_protocols(self.environ, negotiated))
 
-    def start_response(
-        self, status: str, headers: handshake.Headers, exc_info: Any = None
-    ) -> Callable[[bytes], None]:
-        if self._upgraded:
-            # The view's return value after an upgrade has nowhere to go.
-            if exc_info:
-                raise exc_info[1].with_traceback(exc_info[2])
-            return _discard
-        return WSGIHandler.start_response(self, status, headers, exc_info)
-
-    def process_result(self) -> None:
-        if not self._upgraded:
-            WSGIHandler.process_result(self)
-
     @property
     def _upgraded(self) -> bool:
         return self.websocket is not None and self.websocket.state is not State.CONNECTING
@@ -400,7 +410,3 @@ class EchoHandler(WebSocketHandler):
             ],
         )
         self.write(body)
-
-
-def _discard(data: bytes) -> None:
-    """The WSGI ``write`` callable for a response that is never sent."""

@@ -12,6 +12,8 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from .excerpt import excerpt
+
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 VERSION = "13"
 
@@ -60,7 +62,7 @@ def check(environ: Mapping[str, Any]) -> None:
         )
     version = environ.get("HTTP_SEC_WEBSOCKET_VERSION")
     if version is None or version.strip() != VERSION:
-        problem = "missing" if version is None else f"unsupported ({version!r})"
+        problem = "missing" if version is None else f"unsupported ({excerpt(repr(version))})"
         raise HandshakeRejected(
             "400 Bad Request",
             f"Sec-WebSocket-Version is {problem}; this server speaks version {VERSION}",

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response, current_app, render_template, request
+from flask import Blueprint, Response, current_app, render_template
 
 from . import metrics
 from .config import CONFIG_KEY, Settings, normalize_origin
+from .excerpt import excerpt
 from .session import start_echo
 
 if TYPE_CHECKING:
@@ -51,18 +52,12 @@ def prometheus_metrics() -> Response:
 
 @bp.get(WEBSOCKET_PATH, websocket=True)
 def echo_socket() -> Response:
-    """The echo endpoint reached through Flask: when the server did not serve it itself."""
-    ws = request.environ.get("wsgi.websocket")
-    if ws is None:
-        return text_response(
-            400,
-            "This server cannot upgrade to WebSocket (is it `flask run`?). "
-            "Serve the app with `make run` (gunicorn) or `.venv/bin/python app.py`.",
-        )
-    refusal = accept_echo(ws, request.environ, current_app.config[CONFIG_KEY])
-    if refusal is not None:
-        return text_response(*refusal)
-    return Response()  # never sent: the connection belongs to the WebSocket
+    """A handshake that reached Flask: the server is not this project's, which serves it itself."""
+    return text_response(
+        400,
+        "This server cannot upgrade to WebSocket (is it `flask run`?). "
+        "Serve the app with `make run` (gunicorn) or `.venv/bin/python app.py`.",
+    )
 
 
 def accept_echo(
@@ -72,11 +67,11 @@ def accept_echo(
 
     ``EchoHandler`` calls it for a handshake to ``/ws`` without a Flask
     dispatch (``WEBSOCKET_ENDPOINTS``), which would cost more than the rest of
-    the request; the view above is the same endpoint for any other server.
+    the request.
     """
     origin = environ.get("HTTP_ORIGIN")
     if not origin_allowed(origin, settings.allowed_origins):
-        return 403, f"Origin {origin} is not allowed to connect"
+        return 403, f"Origin {excerpt(origin)} is not allowed to connect"
     start_echo(ws)
     return None
 

@@ -72,7 +72,7 @@ class EchoServer(WSGIServer):
             "worker_connections reached: ending the oldest unfinished request (408) "
             "to accept a new connection",
         )
-        self._trimmer = memory.Trimmer()
+        self._trimmer = memory.Trimmer(lambda: len(self.pool) if self.pool is not None else 0)
         self._resume: Any = None  # the timer that resumes accepting after a pause
         self._cannot_accept = ThrottledWarning(
             log,

@@ -4,18 +4,18 @@
 session would.
 """
 
-from flask import Response, request
-
 from echo import create_app
+from echo.routes import WEBSOCKET_ENDPOINTS
 from echo.websocket import EchoWebSocket
 
 app = create_app()
 
 
-@app.get("/fail", websocket=True)
-def fail() -> Response:
-    request.environ["wsgi.websocket"].accept(session=_fail_after_one_message)
-    return Response()
+def fail(ws: EchoWebSocket, environ: dict, settings: object) -> None:
+    ws.accept(session=_fail_after_one_message)
+
+
+app.extensions[WEBSOCKET_ENDPOINTS]["/fail"] = fail
 
 
 def _fail_after_one_message(ws: EchoWebSocket) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import shutil
@@ -26,6 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 10.0 * float(os.environ.get("ECHO_TEST_TIMEOUT_SCALE", "1"))
 
 GUNICORN = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
+# gunicorn.conf.py with a probe in each worker (``probe``); ECHO_PROBE_FILE says where.
+INSTRUMENTED = ROOT / "tests" / "instrumented.conf.py"
 DEV_SERVER = [sys.executable, "app.py"]
 
 
@@ -228,6 +231,15 @@ class ServerProcess:
 @dataclass
 class Growth:
     bytes: int = 0
+
+
+def probe(server: ServerProcess, probe_file: Path) -> dict:
+    """The worker's vital signs, written by tests/instrumented.conf.py on SIGUSR2."""
+    probe_file.unlink(missing_ok=True)
+    os.kill(server.worker_pid(), signal.SIGUSR2)
+    wait_for(probe_file.exists, what="the worker's probe")
+    wait_for(lambda: probe_file.read_text().endswith("}"), what="the probe to be written")
+    return json.loads(probe_file.read_text())
 
 
 def children(pid: int) -> list[int]:

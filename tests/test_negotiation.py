@@ -90,7 +90,7 @@ def test_empty_setting_never_selects_a_subprotocol(gunicorn_server):
 def test_malformed_subprotocol_header_gets_400_with_a_reason(server, offer):
     status, body = rejected(server, Sec_WebSocket_Protocol=offer)
     assert status == 400
-    assert body.startswith("invalid Sec-WebSocket-Protocol header: ")
+    assert body.startswith("malformed Sec-WebSocket-Protocol: ")
 
 
 MINE = "permessage-deflate; server_max_window_bits=12"
@@ -139,7 +139,7 @@ def test_permessage_deflate_parameters_are_negotiated(server, offer, response):
 def test_malformed_extensions_header_gets_400_with_a_reason(server):
     status, body = rejected(server, Sec_WebSocket_Extensions="permessage-deflate;;")
     assert status == 400
-    assert body.startswith("invalid Sec-WebSocket-Extensions header: ")
+    assert body.startswith("malformed Sec-WebSocket-Extensions: ")
 
 
 def test_compression_off_declines_every_offer(gunicorn_server):

@@ -1,7 +1,8 @@
 """gunicorn.conf.py plus a probe: on SIGUSR2 a worker writes its vital signs to a file.
 
-For the soak and the benchmarks only: the figures (live greenlets, open file
-descriptors, RSS) can only be counted inside the worker.
+For the tests and the soak (tests/servers.py, ``probe``): the figures (what
+the garbage collector finds, live greenlets, open file descriptors, RSS) can
+only be counted inside the worker.
 """
 
 import gc
@@ -19,11 +20,12 @@ PROBE_FILE = os.environ.get("ECHO_PROBE_FILE", "/tmp/echo-probe.json")
 
 
 def _write_probe() -> None:
-    gc.collect()
+    garbage = gc.collect()  # objects only a collection frees: reference cycles
     with open(f"/proc/{os.getpid()}/status") as status:
         rss = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
     stats = {
         "pid": os.getpid(),
+        "garbage": garbage,
         "greenlets": sum(isinstance(o, greenlet.greenlet) for o in gc.get_objects()),
         "fds": len(os.listdir(f"/proc/{os.getpid()}/fd")),
         "rss": rss,
