@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .excerpt import excerpt
+from .request_head import header_tokens
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 VERSION = "13"
@@ -31,13 +32,9 @@ class HandshakeRejected(Exception):
         self.headers = headers or []
 
 
-def _tokens(value: str) -> set[str]:
-    return {token.strip().lower() for token in value.split(",")}
-
-
 def is_requested(environ: Mapping[str, Any]) -> bool:
     """Whether the client asks to switch to WebSocket (valid or not)."""
-    return "websocket" in _tokens(environ.get("HTTP_UPGRADE", ""))
+    return "websocket" in header_tokens(environ.get("HTTP_UPGRADE", ""))
 
 
 def check(environ: Mapping[str, Any]) -> None:
@@ -56,7 +53,7 @@ def check(environ: Mapping[str, Any]) -> None:
         raise HandshakeRejected(
             "400 Bad Request", "a WebSocket handshake must use HTTP/1.1", "http_version"
         )
-    if "upgrade" not in _tokens(environ.get("HTTP_CONNECTION", "")):
+    if "upgrade" not in header_tokens(environ.get("HTTP_CONNECTION", "")):
         raise HandshakeRejected(
             "400 Bad Request", "the Connection header must include Upgrade", "connection"
         )

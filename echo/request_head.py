@@ -64,9 +64,18 @@ class RequestHead:
         self.fields.append((name.decode("latin-1"), text))
         key = name.lower()
         if key == b"connection":
-            self.connection.update(token.strip().lower() for token in text.split(","))
+            self.connection |= header_tokens(text)
         elif key == b"content-length":
             self.content_length = int(text)  # digits, and never twice: llhttp checks
+
+
+def header_tokens(value: str) -> set[str]:
+    """The items of a comma-separated header (``Connection``, ``Upgrade``), in lower case.
+
+    Split and stripped by C loops, not item by item in Python: 15,000 items
+    cost about 0.35 ms, as a handshake's other work does (docs/hostile-input.md).
+    """
+    return set(map(str.strip, value.lower().split(",")))
 
 
 def read_request_line(rfile: BinaryIO) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import urllib.error
 import urllib.request
 import uuid
@@ -10,7 +11,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from .rawws import RawClient, handshake_request, http_exchange
+from .rawws import OP_BINARY, RawClient, encode_frame, handshake_request, http_exchange
+from .servers import TIMEOUT
 
 
 def test_plain_http_to_ws_gets_400_with_reason(server):
@@ -115,3 +117,34 @@ def test_disallowed_origin_gets_403_and_a_log_line(gunicorn_server):
         with connect(server.ws_url, origin=origin) as ws:
             ws.send("allowed")
             assert ws.recv() == "allowed"
+
+
+@pytest.mark.parametrize("path", ["//ws", "/ws/", "/ws/x", "/WS"])
+def test_only_ws_itself_is_upgraded(server, path):
+    status, _, body = http_exchange(server.port, handshake_request(server.port, path))
+    assert status == 404
+    assert body == f"No WebSocket endpoint at {path}; connect to /ws\n".encode()
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status"),
+    [
+        ("/nope", {}, 404),
+        ("/ws", {"Sec_WebSocket_Key": "short"}, 400),
+        ("/ws", {"Origin": "https://elsewhere.example"}, 403),
+    ],
+    ids=["path", "key", "origin"],
+)
+def test_refused_handshake_with_frames_behind_it_still_reads_its_answer(
+    gunicorn_server, path, headers, status
+):
+    """Closing with the frames unread would reset the connection under the answer."""
+    server = gunicorn_server(ECHO_ALLOWED_ORIGINS="https://ok.example")
+    frames = encode_frame(OP_BINARY, b"\x00" * 65536) * 4
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(handshake_request(server.port, path, **headers) + frames)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode())
+    assert answer.endswith(b"\n") and b"\r\n\r\n" in answer

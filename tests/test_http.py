@@ -7,6 +7,7 @@ import socket
 import struct
 import threading
 import time
+import uuid
 from http import HTTPStatus
 
 import pytest
@@ -189,3 +190,50 @@ def test_status_lines_are_written_alike_whoever_refuses(server, request_bytes, s
         sock.sendall(request_bytes)
         status_line = sock.makefile("rb").readline()
     assert status_line == f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One response with a Content-Length, read whole; the connection stays open."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(4096)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += sock.recv(4096)
+    return head
+
+
+def kept_alive_after_a_400(port: int, agent: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    sock.sendall(f"GET /ws HTTP/1.1\r\nHost: x\r\nUser-Agent: {agent}\r\n\r\n".encode())
+    assert read_response(sock).startswith(b"HTTP/1.1 400 ")
+    return sock
+
+
+def test_idle_kept_alive_connection_ended_for_room_gets_no_second_answer(gunicorn_server):
+    """It is closed unanswered, and its one request is logged once (not again as a 408)."""
+    server = gunicorn_server(GUNICORN_CMD_ARGS="--worker-connections 10")
+    agent = f"test-{uuid.uuid4()}"
+    with kept_alive_after_a_400(server.port, agent) as idle:
+        # Enough trickling requests to fill the pool and wait in the backlog:
+        # the oldest unfinished connection, the idle one, is ended for room.
+        trickling = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(12)]
+        for conn in trickling:
+            conn.sendall(b"G")
+        assert idle.recv(4096) == b""
+        for conn in trickling:
+            conn.close()
+    assert [line for line in server.log().splitlines() if agent in line] == [server.log_line(agent)]
+    assert '"GET /ws HTTP/1.1" 400 ' in server.log_line(agent)
+
+
+def test_bytes_after_a_kept_alive_refusal_are_logged_as_their_own(gunicorn_server):
+    """Not as the request before them: no request line was read, so the line says ``-``."""
+    server = gunicorn_server(GUNICORN_CMD_ARGS="--worker-connections 10")
+    before = server.log().count('"- - -" 414 ')
+    with kept_alive_after_a_400(server.port, f"test-{uuid.uuid4()}") as sock:
+        sock.sendall(b"x" * 9000)  # no line end: too long a request line
+        assert read_response(sock).startswith(b"HTTP/1.1 414 ")
+    wait_for(lambda: server.log().count('"- - -" 414 ') == before + 1, what="its log line")
+    assert '"GET /ws HTTP/1.1" 414 ' not in server.log()

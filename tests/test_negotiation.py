@@ -160,3 +160,41 @@ def test_autobahn_compression_cases_decline_cleanly_with_compression_off(gunicor
         ["12.1.1", "13.1.1", "13.7.1"], "OK"
     )
     assert {result["behavior"] for result in cases.values()} == {"UNIMPLEMENTED"}
+
+
+@pytest.mark.parametrize(
+    ("header", "value", "reason"),
+    [
+        (
+            "Sec-WebSocket-Protocol",
+            ",".join(["p"] * 15_000),
+            "Sec-WebSocket-Protocol lists more than 32 subprotocols (15,000)",
+        ),
+        (
+            "Sec-WebSocket-Extensions",
+            ", ".join(["permessage-deflate; x=1"] * 2_500),
+            "Sec-WebSocket-Extensions lists more than 16 extensions (2,500)",
+        ),
+        (
+            "Sec-WebSocket-Extensions",
+            "permessage-deflate" + "; x=1" * 5_000,
+            "Sec-WebSocket-Extensions lists more than 8 parameters in one extension (5,000)",
+        ),
+    ],
+    ids=["subprotocols", "extensions", "parameters"],
+)
+def test_offers_beyond_the_limits_get_400_in_one_short_line(server, header, value, reason):
+    """What once cost 100 plain handshakes' CPU is counted first, and refused (bench/hostile.py)."""
+    assert rejected(server, **{header.replace("-", "_"): value}) == (400, f"{reason}\n")
+
+
+def test_offers_within_the_limits_are_negotiated(server):
+    """As many as the limits allow, as no client has been seen to send."""
+    offers = ", ".join(["x-unknown; a; b; c; d; e; f; g; h"] * 15 + ["permessage-deflate"])
+    headers = selected(
+        server,
+        Sec_WebSocket_Protocol=",".join(f"p{n}" for n in range(32)),
+        Sec_WebSocket_Extensions=offers,
+    )
+    assert headers["sec-websocket-protocol"] == "p0"
+    assert headers["sec-websocket-extensions"].startswith("permessage-deflate")
