@@ -1,7 +1,7 @@
 """Giving memory back to the system after a burst of connections.
 
 A worker's memory would follow its busiest moment. What keeps it there, and
-what is done here (bench/README.md, "Memory given back", has the figures):
+what is done here (docs/hostile-input.md, "Memory given back", has the figures):
 
 - glibc keeps freed space in its heap, and raises its mmap threshold after
   the first large free, so later message buffers come from the heap too.

@@ -387,7 +387,7 @@ class EchoWebSocket(WebSocket):
         # The reader (through its receive callable) and the callbacks refer back
         # to this connection: let them go, so that it and its buffers and zlib
         # streams are freed as soon as the session lets go of it, not at the
-        # next run of the cyclic garbage collector (bench/README.md, "Memory").
+        # next run of the cyclic garbage collector (docs/hostile-input.md, "Memory given back").
         self._reader = None
         callbacks, self._closed_callbacks = self._closed_callbacks, []
         for callback in callbacks:
