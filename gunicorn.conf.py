@@ -10,7 +10,7 @@ import shutil
 import tempfile
 
 # Prometheus multiprocess mode, so /metrics adds up every worker: the directory
-# must be known before anything imports prometheus_client (echo does, below).
+# must be known before the workers import prometheus_client.
 # Set PROMETHEUS_MULTIPROC_DIR yourself to choose it (and empty it before start).
 # The one made here is removed when this master exits, a failed start
 # included; a master started by USR2 (ECHO_METRICS_DIR_MASTER is then
@@ -30,7 +30,7 @@ if os.environ.get(_OWNER, str(os.getpid())) != str(os.getpid()) or (
     os.environ[_OWNER] = str(os.getpid())
     atexit.register(_remove_metrics_dir, os.environ["PROMETHEUS_MULTIPROC_DIR"], os.getpid())
 
-from echo.config import ConfigError, ListenAddress, Settings  # noqa: E402 (after the metrics directory)
+from echo.server.settings import ConfigError, ListenAddress, Settings  # noqa: E402 (after the metrics directory)
 
 wsgi_app = "app:app"
 
@@ -56,7 +56,7 @@ if not control_socket_disable:
 # WEB_CONCURRENCY (or 1). Each connection is one greenlet and one open file,
 # up to worker_connections per worker: keep `ulimit -n` above it (README,
 # "Capacity"). WebSockets may take max_websockets of them (below).
-worker_class = "echo.worker.EchoWorker"
+worker_class = "echo.server.worker.WebSocketWorker"
 worker_connections = 1000
 
 # --- Logging ---------------------------------------------------------------
@@ -68,14 +68,14 @@ worker_connections = 1000
 # forwarded_allow_ips (default: 127.0.0.1,::1).
 accesslog = "-"
 # The same lines as gunicorn's own logger, for less CPU, with control
-# characters escaped as nginx does (echo/access_log.py).
-logger_class = "echo.access_log.AccessLogger"
+# characters escaped as nginx does (echo/server/access_log.py).
+logger_class = "echo.server.access_log.AccessLogger"
 access_log_format = (
     '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(L)ss %({echo.session}e)s'
 )
 
 # --- WebSocket settings --------------------------------------------------------
-# Meanings and defaults: README ("Configuration") and echo/config.py. Each
+# Meanings and defaults: README ("Configuration") and echo/server/settings.py. Each
 # value here is overridden by its ECHO_* environment variable. Invalid values
 # stop start-up here, in the master, with the setting's name.
 try:
@@ -100,14 +100,14 @@ raw_env = websocket.to_env()
 
 def on_starting(server):
     """A certificate that cannot be used stops the start in one line, not a traceback."""
-    from echo.worker import check_certificate
+    from echo.server.worker import check_certificate
 
     check_certificate(server.cfg)
 
 
 def post_fork(server, worker):
     """A stop signal that reaches a worker before its own handlers must not be lost."""
-    from echo.worker import stop_early_if_asked
+    from echo.server.worker import stop_early_if_asked
 
     stop_early_if_asked(server)
 

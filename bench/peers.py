@@ -125,9 +125,9 @@ def uvicorn_echo(port: int) -> None:
 def gevent_floor(port: int) -> None:
     from gevent.server import StreamServer
 
-    from echo import frames, handshake
-    from echo.reader import Close, Message, MessageReader, Ping
-    from echo.sockets import send_all, wait_readable
+    from echo.protocol import frames, handshake
+    from echo.protocol.reader import Close, Message, MessageReader, Ping
+    from echo.server.sockets import send_all, wait_readable
 
     def receive(sock, size: int, idle: bool) -> bytes:
         if idle:

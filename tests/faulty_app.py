@@ -1,23 +1,19 @@
 """The echo app plus a WebSocket endpoint whose session fails: the server-error path, for real.
 
-``/fail`` accepts, reads one message, then raises, as a bug in an application
-session would.
+``/fail`` reads one message, then raises, as a bug in an application's
+endpoint would.
 """
 
-from echo import create_app
-from echo.routes import WEBSOCKET_ENDPOINTS
-from echo.websocket import EchoWebSocket
+from echo.app import create_app
+from echo.server.connection import ServerConnection
+from echo.server.endpoints import Endpoints
 
 app = create_app()
 
 
-def fail(ws: EchoWebSocket, environ: dict, settings: object) -> None:
-    ws.accept(session=_fail_after_one_message)
-
-
-app.extensions[WEBSOCKET_ENDPOINTS]["/fail"] = fail
-
-
-def _fail_after_one_message(ws: EchoWebSocket) -> None:
+def fail_after_one_message(ws: ServerConnection) -> None:
     ws.receive()
     raise RuntimeError("the application failed")
+
+
+Endpoints.of(app).add("/fail", fail_after_one_message)

@@ -9,7 +9,7 @@ import socket
 import struct
 import time
 
-from echo import handshake
+from echo.protocol import handshake
 
 from .servers import TIMEOUT
 

@@ -10,7 +10,7 @@ from dataclasses import fields
 import pytest
 from markdown_it import MarkdownIt
 
-from echo.config import Settings, env_name
+from echo.server.settings import Settings, env_name
 
 from .servers import ROOT
 

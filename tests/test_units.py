@@ -9,11 +9,11 @@ import zlib
 
 import pytest
 
-from echo import frames
-from echo.config import ConfigError, Settings
-from echo.deflate import Deflate, Parameters
-from echo.errors import InvalidUTF8, MessageTooBig, ProtocolError
-from echo.reader import Close, Message, MessageReader, Ping
+from echo.protocol import frames
+from echo.protocol.deflate import Deflate, Parameters
+from echo.protocol.errors import InvalidUTF8, MessageTooBig, ProtocolError
+from echo.protocol.reader import Close, Message, MessageReader, Ping
+from echo.server.settings import ConfigError, Settings
 
 from .rawws import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, encode_frame, mask_bytes
 
@@ -59,7 +59,7 @@ def read_all(
 
 @pytest.mark.parametrize("most", [3, None])
 def test_reader_reads_payload_in_chunks_across_chunk_boundaries(monkeypatch, most):
-    monkeypatch.setattr("echo.reader.CHUNK_SIZE", 7)
+    monkeypatch.setattr("echo.protocol.reader.CHUNK_SIZE", 7)
     text = "ünïcödé " * 50
     wire = encode_frame(OP_TEXT, text.encode(), fin=False) + encode_frame(OP_CONT, b"!")
     assert read_all(wire, most=most) == [Message(text + "!", len(text.encode()) + 1)]
@@ -67,7 +67,7 @@ def test_reader_reads_payload_in_chunks_across_chunk_boundaries(monkeypatch, mos
 
 @pytest.mark.parametrize("opcode", [OP_TEXT, OP_BINARY])
 def test_reader_joins_pieces_of_a_long_fragmented_message_as_it_goes(monkeypatch, opcode):
-    monkeypatch.setattr("echo.reader.JOIN_EVERY", 3)
+    monkeypatch.setattr("echo.protocol.reader.JOIN_EVERY", 3)
     payload = "ab€d".encode() * 5  # fragments below split the euro sign
     pieces = [payload[i : i + 2] for i in range(0, len(payload), 2)]
     wire = b"".join(

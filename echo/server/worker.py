@@ -1,5 +1,6 @@
-"""The gunicorn worker: gevent-websocket's, with ``EchoHandler`` and gunicorn's logging."""
+"""The gunicorn worker: gevent-websocket's, with ``UpgradeHandler`` and gunicorn's logging."""
 
+import functools
 import ipaddress
 import logging
 import os
@@ -16,16 +17,17 @@ from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventResponse, PyWSGIHandler
 
 from . import memory
-from .handler import EchoHandler
-from .server import EchoServer
-from .websocket import EchoWebSocket
+from .access_record import AccessRecord, AccessWriter
+from .connection import ServerConnection
+from .handler import UpgradeHandler
+from .server import WebSocketServer
 
 
-class GunicornEchoHandler(PyWSGIHandler, EchoHandler):
-    """``EchoHandler`` whose requests reach gunicorn's access log.
+class GunicornHandler(PyWSGIHandler, UpgradeHandler):
+    """``UpgradeHandler`` whose requests reach gunicorn's access log.
 
-    gunicorn's ``PyWSGIHandler`` comes first so its ``log_request`` and
-    ``get_environ`` win; the stock gevent-websocket worker drops both.
+    gunicorn's ``PyWSGIHandler`` comes first so its ``get_environ`` wins;
+    the stock gevent-websocket worker drops both it and the access log.
     """
 
     def get_environ(self) -> dict[str, Any]:
@@ -46,60 +48,38 @@ class GunicornEchoHandler(PyWSGIHandler, EchoHandler):
             environ["wsgi.url_scheme"] = proto
         return environ
 
-    log_request = EchoHandler.log_request  # deferred to the end of a WebSocket session
+    log_request = UpgradeHandler.log_request  # deferred to the end of a WebSocket session
 
-    def _forget_request(self) -> None:
-        super()._forget_request()
-        self.headers = EnvironHeaders(self.environ)  # for %({name}i)s
-
-    def _log_request(self) -> None:
-        """gunicorn's access-log call, as its ``PyWSGIHandler.log_request`` makes it.
-
-        The request's headers go as they are, for the atoms to read only if
-        the format names one (``echo.access_log``); gunicorn's own handler
-        lists them first, and converts both timestamps to datetimes.
-        """
-        log = self.server.log
-        if not log.access_log_enabled:
-            return
-        environ = self.environ
-        if environ is None:
-            # The request was refused before it had an environ (4xx):
-            # gunicorn's access log needs one, so log what is known.
-            client = self.client_address
-            words = (self.requestline or "").split()
-            method, uri, protocol = words if len(words) == 3 else ("-", "-", "-")
-            environ = {
-                "REMOTE_ADDR": client[0] if isinstance(client, tuple) else str(client),
-                "REQUEST_METHOD": method,
-                "RAW_URI": uri,
-                "SERVER_PROTOCOL": protocol,
-            }
-        status = self.status.decode() if isinstance(self.status, bytes) else self.status
-        headers = self.response_headers or []
-        duration = timedelta(seconds=self.time_finish - self.time_start)
-        response = GeventResponse(status, headers, self.response_length)
-        log.access(response, self.headers, environ, duration)
+    def _access_writer(self) -> AccessWriter:
+        return functools.partial(write_gunicorn_line, self.server.log)
 
 
-class EnvironHeaders:
-    """A request's headers, read back from its environ's ``HTTP_*`` entries when logged.
+def write_gunicorn_line(log: Any, record: AccessRecord) -> None:
+    """gunicorn's access-log call, as its ``PyWSGIHandler.log_request`` makes it.
 
-    Stands in for pywsgi's parsed headers (about 1.2 KiB), which an upgraded
-    connection does not keep (``EchoHandler._forget_request``).
+    The request's headers go as they are, for the atoms to read only if the
+    format names one (``access_log``); gunicorn's own handler lists them
+    first, and converts both timestamps to datetimes.
     """
-
-    __slots__ = ("_environ",)
-
-    def __init__(self, environ: dict[str, str]) -> None:
-        self._environ = environ
-
-    def items(self) -> list[tuple[str, str]]:
-        return [
-            (key[5:].replace("_", "-"), value)
-            for key, value in self._environ.items()
-            if key.startswith("HTTP_")
-        ]
+    if not log.access_log_enabled:
+        return
+    environ = record.environ
+    if environ is None:
+        # The request was refused before it had an environ (4xx): gunicorn's
+        # access log needs one, so log what is known.
+        client = record.client_address
+        words = (record.requestline or "").split()
+        method, uri, protocol = words if len(words) == 3 else ("-", "-", "-")
+        environ = {
+            "REMOTE_ADDR": client[0] if isinstance(client, tuple) else str(client),
+            "REQUEST_METHOD": method,
+            "RAW_URI": uri,
+            "SERVER_PROTOCOL": protocol,
+        }
+    status = record.status.decode() if isinstance(record.status, bytes) else record.status
+    duration = timedelta(seconds=record.time_finish - record.time_start)
+    response = GeventResponse(status, record.response_headers, record.response_length)
+    log.access(response, record.headers, environ, duration)
 
 
 # Whether each client address is a trusted proxy: settled once per address
@@ -127,16 +107,16 @@ def _is_trusted(address: str, cfg: Any) -> bool:
     return any(ip in network for network in cfg.forwarded_allow_networks())
 
 
-class EchoWorker(GeventWebSocketWorker):
-    """Use as ``worker_class = "echo.worker.EchoWorker"``.
+class WebSocketWorker(GeventWebSocketWorker):
+    """Use as ``worker_class = "echo.server.worker.WebSocketWorker"``.
 
     On shutdown (SIGTERM, which is also how a reload retires old workers) every
     open WebSocket is closed with 1001 once idle, so clients see a clean close
     instead of the stock worker's dropped connection (1006) at graceful_timeout.
     """
 
-    server_class = EchoServer
-    wsgi_handler = GunicornEchoHandler
+    server_class = WebSocketServer
+    wsgi_handler = GunicornHandler
 
     def init_process(self) -> None:
         memory.tune_process()
@@ -149,7 +129,7 @@ class EchoWorker(GeventWebSocketWorker):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
-        EchoWebSocket.go_away_all()
+        ServerConnection.go_away_all()
 
     _quitting = False  # a quick stop has begun
     _served = False  # run() has returned: the process is on its way out
@@ -176,7 +156,7 @@ class EchoWorker(GeventWebSocketWorker):
 
     def _quit(self) -> None:
         self.alive = False
-        gevent.spawn(EchoWebSocket.abort_all)  # a client that stopped reading may hold it
+        gevent.spawn(ServerConnection.abort_all)  # a client that stopped reading may hold it
         self.cfg.worker_int(self)
         gevent.sleep(0.1)  # gunicorn's pause, for the Close frames to go
         if not self._served:

@@ -31,9 +31,8 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 from websockets.headers import build_extension
 
 from . import deflate
-from .config import Settings
+from .errors import HandshakeRejected, Headers
 from .excerpt import excerpt
-from .handshake import HandshakeRejected, Headers
 
 MAX_SUBPROTOCOLS = 32
 MAX_EXTENSIONS = 16
@@ -73,26 +72,29 @@ class Agreement:
 NOTHING = Agreement()
 
 
-def negotiate(environ: Mapping[str, Any], settings: Settings) -> Agreement:
+def negotiate(
+    environ: Mapping[str, Any], subprotocols: tuple[str, ...] | None, compression: bool
+) -> Agreement:
     """Select a subprotocol and accept compression; ``HandshakeRejected`` if it cannot be done.
 
+    ``subprotocols`` are those the server speaks (``None``: any, ``()``:
+    none); ``compression`` whether permessage-deflate may be accepted.
     Repeated header lines arrive joined with commas, which their list grammar allows.
     """
     protocols = environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL")
     extensions = environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")
     if protocols is None and extensions is None:
         return NOTHING
-    subprotocol = None if protocols is None else select_subprotocol(protocols, settings)
-    if extensions is None or not settings.compression:
+    subprotocol = None if protocols is None else select_subprotocol(protocols, subprotocols)
+    if extensions is None or not compression:
         return Agreement(subprotocol)
     params, response = accept_deflate(parse_extensions(extensions))
     return Agreement(subprotocol, params, response)
 
 
-def select_subprotocol(header: str, settings: Settings) -> str | None:
-    """The first subprotocol offered that the settings allow (any, with ``*``)."""
+def select_subprotocol(header: str, supported: tuple[str, ...] | None) -> str | None:
+    """The first subprotocol offered that is ``supported`` (any, with ``None``)."""
     offered = parse_subprotocols(header)
-    supported = settings.subprotocols
     if supported is None:
         return sys.intern(offered[0])
     if not supported:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 
+from ..protocol.errors import HandshakeRejected
 from . import metrics
-from .handshake import HandshakeRejected
 from .throttled import ThrottledWarning
 
 log = logging.getLogger(__name__)

@@ -1,24 +1,30 @@
-"""``python app.py``: gevent's WSGI server with the production handler and settings."""
+"""The development server: gevent's WSGI server with the production handler and settings.
+
+``python app.py`` runs it; so does ``python -m echo.server.devserver MODULE:APP``
+for any WSGI application with endpoints (``echo.server.testing`` uses that).
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
+import sys
+from typing import Any
 
 import gevent
-from flask import Flask
 from gevent.event import Event
 from gevent.pool import Pool
 
 from . import memory
-from .config import CONFIG_KEY, ConfigError, ListenAddress
-from .handler import EchoHandler
-from .server import EchoServer
-from .websocket import EchoWebSocket
+from .connection import ServerConnection
+from .handler import UpgradeHandler
+from .server import WebSocketServer
+from .settings import ConfigError, ListenAddress
 
 
-def serve(app: Flask) -> None:
+def serve(app: Any) -> None:
     """Serve ``app`` on ``HOST``:``PORT`` (default 127.0.0.1:8000) until interrupted.
 
     ``ConfigError`` if the address is wrong or cannot be listened on.
@@ -30,15 +36,15 @@ def serve(app: Flask) -> None:
     )
     # A pool, so that stop() waits for the connections' closing handshakes.
     listener = (address.host, address.port)
-    server = EchoServer(listener, app, handler_class=EchoHandler, spawn=Pool())
+    server = WebSocketServer(listener, app, handler_class=UpgradeHandler, spawn=Pool())
     try:
         server.start()
     except OSError as error:
         reason = os.strerror(error.errno) if error.errno else str(error)
         raise ConfigError(f"cannot listen on {address.bind}: {reason}") from None
+    paths = ", ".join(server.endpoints) or "no WebSocket endpoint"
     logging.getLogger(__name__).info(
-        "development server on http://%s (WebSocket at /ws); use `make run` in production",
-        address.bind,
+        "development server on http://%s (%s); use `make run` in production", address.bind, paths
     )
     # Handled by the event loop: a KeyboardInterrupt would be printed by gevent's hub.
     stopping = Event()
@@ -46,5 +52,19 @@ def serve(app: Flask) -> None:
         gevent.signal_handler(stop_signal, stopping.set)
     stopping.wait()
     # Ctrl-C or SIGTERM: every WebSocket gets 1001 once idle, then the server stops.
-    EchoWebSocket.go_away_all()
-    server.stop(timeout=app.config[CONFIG_KEY].close_timeout)
+    ServerConnection.go_away_all()
+    server.stop(timeout=server.settings.close_timeout)
+
+
+def main() -> None:
+    """``python -m echo.server.devserver MODULE:APP``."""
+    module, _, name = sys.argv[1].partition(":")
+    app = getattr(importlib.import_module(module), name or "app")
+    try:
+        serve(app)
+    except ConfigError as error:
+        raise SystemExit(f"devserver: {error}") from None
+
+
+if __name__ == "__main__":
+    main()

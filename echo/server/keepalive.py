@@ -14,8 +14,8 @@ from types import TracebackType
 
 import gevent
 
-from .errors import ConnectionClosed
-from .websocket import EchoWebSocket
+from ..protocol.errors import ConnectionClosed
+from .connection import ServerConnection
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class Keepalive:
 
     def __init__(
         self,
-        ws: EchoWebSocket,
+        ws: ServerConnection,
         interval: float,
         timeout: float,
         on_pong: Callable[[float], None] = lambda rtt: None,

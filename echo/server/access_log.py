@@ -13,7 +13,7 @@ C1) becomes ``\\xHH`` and a backslash ``\\\\``, so no request can forge a log
 line or send escape sequences to an operator's terminal; a double quote
 becomes ``\\"``, as gunicorn writes it.
 
-Set ``logger_class = "echo.access_log.AccessLogger"`` (gunicorn.conf.py does).
+Set ``logger_class = "echo.server.access_log.AccessLogger"`` (gunicorn.conf.py does).
 """
 
 from __future__ import annotations

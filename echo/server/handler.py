@@ -1,27 +1,27 @@
-"""gevent-websocket's handler, with routing left to the application.
+"""gevent-websocket's handler: HTTP as pywsgi serves it, handshakes to registered endpoints.
 
 The stock handler upgrades any path before the application sees the request,
 answers bad handshakes with a 500 or a broken body, and sends ``402`` to
-HTTP/1.0. Here the handler only validates the handshake; the 101 is sent when
-the application's view calls ``accept()``, so a handshake to a path without a
-WebSocket view gets that path's ordinary response and is never upgraded. An
-endpoint the app registers in ``app.extensions[WEBSOCKET_ENDPOINTS]`` is
-called directly for its path: a Flask dispatch cost more than the rest of the
-handshake (bench/README.md).
+HTTP/1.0. Here a handshake is upgraded only at a path with an endpoint
+(``Endpoints``), after the checks every endpoint gets: the handshake itself,
+the origin, subprotocol and permessage-deflate negotiation, and a free slot.
+The endpoint is called directly, without the application's dispatch, which
+cost more than the rest of the handshake (bench/README.md). Everything else
+goes to the application.
 
-After the upgrade the handler returns, keeping only its access-log record, and
-``EchoServer`` runs the WebSocket session: a connection that stays open for
-days holds none of its request's objects.
+After the upgrade the handler returns the session to run (``session.run``)
+with an access-log record of the handshake, and ``WebSocketServer`` runs it
+with the handler gone: a connection that stays open for days holds none of
+its request's objects.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-import sys
 import time
 from collections.abc import Callable
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
@@ -29,56 +29,40 @@ import gevent
 from gevent.pywsgi import Input, WSGIHandler
 from geventwebsocket.handler import WebSocketHandler
 
-from . import fairness, handshake, lingering, metrics, negotiation, request_head
-from .config import Settings
+from ..protocol import handshake, negotiation, request_head
+from ..protocol.errors import BadRequest, HandshakeRejected, Headers, Refusal
+from ..protocol.excerpt import excerpt
+from . import fairness, lingering, metrics, session
+from .access_record import SESSION_KEY, AccessRecord, AccessWriter, write_pywsgi_line
+from .connection import ServerConnection
+from .endpoints import Endpoint
 from .errors import Evicted, RequestTimeout
-from .excerpt import excerpt
-from .routes import WEBSOCKET_ENDPOINTS
+from .settings import Settings
 from .sockets import send_all
-from .websocket import EchoWebSocket, State
-
-#: ``endpoint(ws, environ, settings)``: accepts ``ws``, or returns (status, reason).
-Endpoint = Callable[[EchoWebSocket, dict[str, Any], Settings], tuple[int, str] | None]
 
 log = logging.getLogger(__name__)
 
-# Why the app answered a valid handshake without accepting it, for metrics.
-_REJECTED_BY_APP = {403: "origin"}
-
-# The environ key holding a finished session's summary, for the access log
-# (gunicorn: %({echo.session}e)s in access_log_format).
-SESSION_KEY = "echo.session"
 _TAKE_OVER_CHUNK = 64 * 1024
-# What pywsgi's and gunicorn's log_request() read, kept as is by _forget_request().
-_LOGGED = (
-    "server",
-    "client_address",
-    "status",
-    "_orig_status",
-    "response_length",
-    "time_start",
-)
 
 
-class EchoHandler(WebSocketHandler):
-    """Serves plain HTTP as pywsgi does and hands valid handshakes to the app."""
+class UpgradeHandler(WebSocketHandler):
+    """Serves plain HTTP as pywsgi does, and valid handshakes with their endpoints."""
 
-    websocket: EchoWebSocket | None = None
     # Until a head is parsed (gunicorn's access log reads the headers of any request).
     headers: request_head.RequestHead | Any = request_head.RequestHead()
-    _hands_over = False  # the upgrade succeeded: the session runs after handle()
+    _session: Callable[[], None] | None = None  # after an upgrade, what handle() returns
     _linger_after = False  # a handshake was refused: drain what the client still sends
 
     @property
     def settings(self) -> Settings:
-        """The settings of the app being served (built by ``echo.create_app``)."""
+        """The settings of the endpoints being served."""
         return self.server.settings
 
     def handle(self) -> Callable[[], None] | None:
         """Serve the connection's HTTP; after an upgrade, return the session to run next.
 
-        By then the handler has forgotten the request but for its access-log
-        record, and ``EchoServer`` runs the session with pywsgi's frames gone.
+        The session holds the connection, its endpoint and the access-log
+        record, not the handler: ``WebSocketServer`` runs it with pywsgi's frames gone.
         """
         # Silence before a request (and between keep-alive requests) ends the
         # connection after read_timeout; so does silence while a response is written.
@@ -86,10 +70,7 @@ class EchoHandler(WebSocketHandler):
         self._budget = fairness.Budget()
         self._deadline: gevent.Timeout | None = None
         super().handle()
-        if not self._hands_over:
-            return None
-        self._forget_request()
-        return self._run_session
+        return self._session
 
     def handle_one_request(self) -> bool | None:
         # A client pipelining requests on a keep-alive connection never lets
@@ -97,10 +78,10 @@ class EchoHandler(WebSocketHandler):
         self._budget.spend(fairness.REQUEST_COST)
         # What the last request left is not this one's: a refusal before its
         # line is read is logged with "-", not with the line before it.
-        self.environ = self.requestline = None
+        self.environ = self.requestline = self.status = self._orig_status = None
         try:
             result = super().handle_one_request()
-        except (RequestTimeout, request_head.BadRequest) as error:  # reading the request line
+        except (RequestTimeout, BadRequest) as error:  # reading the request line
             result = self._handle_client_error(error)
         finally:
             self._stop_waiting()
@@ -120,7 +101,7 @@ class EchoHandler(WebSocketHandler):
         408 goes to a client too slow to have anything unread: it is closed
         at once, or trickling clients would hold their connections longer.
         """
-        self.status = status
+        self.status = self._orig_status = status
         with contextlib.suppress(OSError):
             send_all(self.socket, response)
         self.time_finish = time.time()
@@ -213,60 +194,48 @@ class EchoHandler(WebSocketHandler):
             WSGIHandler.run_application(self)
             return
         self.close_connection = True  # refused or upgraded, the connection ends here
-        slots = self.server.capacity
+        environ, settings, slots = self.environ, self.settings, self.server.capacity
         try:
             endpoint = self._endpoint()
-            handshake.check(self.environ)
-            agreement = negotiation.negotiate(self.environ, self.settings)
+            handshake.check(environ)
+            origin = environ.get("HTTP_ORIGIN")
+            if not settings.allows_origin(origin):
+                reason = f"Origin {excerpt(origin or '')} is not allowed to connect"
+                raise HandshakeRejected("403 Forbidden", reason, "origin")
+            agreement = negotiation.negotiate(environ, settings.subprotocols, settings.compression)
             slots.take()
-        except handshake.HandshakeRejected as rejection:
-            self._reject(rejection.status, rejection.reason, rejection.headers)
-            metrics.handshake_rejected(rejection.slug)
+        except Refusal as refusal:
+            self._reject(refusal)
             return
-        self.websocket = EchoWebSocket(self, self.settings, agreement)
-        failed = True
-        try:
-            if refusal := endpoint(self.websocket, self.environ, self.settings):
-                self._reject(f"{refusal[0]} {HTTPStatus(refusal[0]).phrase}", refusal[1], [])
-            failed = False
-        finally:
-            if not self._upgraded:
-                slots.give_back()
-                reason = _REJECTED_BY_APP.get(self.code, f"status_{self.code}")
-                metrics.handshake_rejected("error" if failed else reason)
-                self.websocket = None  # it refers to this handler: no cycle to leave behind
-            else:
-                self.websocket.when_closed(slots.give_back)  # the connection's until it closes
-                if failed or self.websocket.session is None:
-                    self._end_session(failed)  # the endpoint ran the connection, or failed
-                else:
-                    # The session runs once pywsgi is done (see handle()); without
-                    # its socket, pywsgi neither drains nor closes the connection.
-                    self.socket = None
-                    self._hands_over = True
+        ws = ServerConnection(self.socket, settings, agreement)
+        ws.when_closed(slots.give_back)  # the connection's until it closes
+        self.status = self._orig_status = "101 Switching Protocols"
+        self.code, self.headers_sent = 101, True
+        response = handshake.switching_protocols(environ, agreement.response_headers())
+        self.response_length = len(response)
+        ws.open(self._take_over_input(), response)
+        record = self._record().kept_for_the_session()
+        ws.environ = record.environ
+        self._session = functools.partial(_serve, ws, endpoint, record, self._access_writer())
+        # Without its socket, pywsgi neither drains nor closes the connection.
+        self.socket = None
 
     def _endpoint(self) -> Endpoint:
-        """The WebSocket endpoint at this path; only the paths registered have one.
-
-        An endpoint is called directly, without the app's dispatch, which would
-        cost more than the rest of the handshake (bench/README.md).
-        """
-        extensions = getattr(self.application, "extensions", None)
-        endpoints = extensions.get(WEBSOCKET_ENDPOINTS, {}) if isinstance(extensions, dict) else {}
+        """The endpoint at exactly this path; ``HandshakeRejected`` (404) where there is none."""
+        endpoints = self.server.endpoints
         path = self.environ.get("PATH_INFO", "")
         endpoint = endpoints.get(path)
         if endpoint is None:
-            raise handshake.HandshakeRejected(
-                "404 Not Found",
-                f"No WebSocket endpoint at {excerpt(path)}; connect to {', '.join(endpoints)}",
-                "no_endpoint",
-            )
+            paths = ", ".join(endpoints) or "none here"
+            reason = f"No WebSocket endpoint at {excerpt(path)}; connect to {paths}"
+            raise HandshakeRejected("404 Not Found", reason, "no_endpoint")
         return endpoint
 
-    def _reject(self, status: str, reason: str, headers: handshake.Headers) -> None:
+    def _reject(self, refusal: Refusal) -> None:
         """Refuse a handshake: one INFO line, the answer, and a lingering close after it."""
-        log.info("handshake rejected (%s): %s", status, reason)
-        self._respond(status, reason, headers)
+        log.info("handshake rejected (%s): %s", refusal.status, refusal.reason)
+        metrics.handshake_rejected(refusal.slug)
+        self._respond(refusal.status, refusal.reason, refusal.headers)
         self._linger_after = True
 
     def _sendall(self, data: bytes | bytearray) -> None:
@@ -278,62 +247,29 @@ class EchoHandler(WebSocketHandler):
         send_all(self.socket, data)
         self.response_length += len(data)
 
-    def _forget_request(self) -> None:
-        """Keep only the connection and what ``log_request`` reads.
-
-        The environ keeps its text entries, any of which an access-log format
-        may name; its objects (Flask's request among them) are left behind.
-        Its values are interned: connections mostly repeat the same header
-        values, so thousands of records share them (its keys are shared
-        already: ``request_head`` makes each once). A 101 has no response
-        headers of its own to keep.
-        """
-        self.__dict__ = {
-            **{name: getattr(self, name) for name in _LOGGED},
-            "requestline": sys.intern(self.requestline),
-            "environ": {k: sys.intern(v) for k, v in self.environ.items() if isinstance(v, str)},
-            "response_headers": (),
-            "websocket": self.websocket,
-        }
-
-    def _run_session(self) -> None:
-        """Run the app's session, finish the closing handshake, write the access-log line."""
-        ws = self.websocket
-        failed = True
-        try:
-            ws.session(ws)
-            failed = False
-        except Exception:
-            self._log_error(*sys.exc_info())
-        finally:
-            self._end_session(failed)
-            self.time_finish = time.time()
-            self._log_request()
-
-    def _end_session(self, failed: bool) -> None:
-        self.websocket.close_and_wait(1011 if failed else 1000)
-        self.environ[SESSION_KEY] = self.websocket.summary()
-
     def log_request(self) -> None:
-        if not self._hands_over:  # else the session logs when it ends
-            self._log_request()
+        """The access-log line of a request; a session's is written when it ends."""
+        if self._session is None:
+            self._access_writer()(self._record())
 
-    def _log_request(self) -> None:
-        """The access-log line: pywsgi's (the development server's) or gunicorn's."""
-        WSGIHandler.log_request(self)
-
-    def format_request(self) -> str:
-        """pywsgi's request line (the development server's log), plus the session summary."""
-        return f"{super().format_request()} {self.environ.get(SESSION_KEY, '-')}"
-
-    def _log_error(self, t: type, v: BaseException, tb: object) -> None:
-        """An unexpected error in the app: logged with the connection id, if any."""
-        conn = f"[{self.websocket.id}] " if self.websocket else ""
-        log.error(
-            "%sunhandled error serving %s", conn, self.environ.get("PATH_INFO"), exc_info=(t, v, tb)
+    def _record(self) -> AccessRecord:
+        return AccessRecord(
+            self.client_address,
+            self.requestline,
+            self.environ,
+            self.headers,
+            self._orig_status or self.status or "",
+            self.response_headers or [],
+            self.response_length,
+            self.time_start,
+            self.time_finish,
         )
 
-    def take_over_input(self) -> bytes:
+    def _access_writer(self) -> AccessWriter:
+        """How this server writes access-log lines: pywsgi's (the development server's) way."""
+        return functools.partial(write_pywsgi_line, self.server.log)
+
+    def _take_over_input(self) -> bytes:
         """What the client sent after its handshake, already in pywsgi's reader, which is closed.
 
         pywsgi's ``BufferedReader`` would hold 8 KiB for the connection's
@@ -357,16 +293,6 @@ class EchoHandler(WebSocketHandler):
         rfile.close()  # frees its buffer; the socket stays open
         return b"".join(chunks)
 
-    def complete_handshake(self, negotiated: handshake.Headers) -> None:
-        """Send the 101, with the ``negotiated`` headers (called by ``EchoWebSocket.accept``)."""
-        self.status = self._orig_status = "101 Switching Protocols"
-        self.code, self.headers_sent = 101, True
-        self._sendall(handshake.switching_protocols(self.environ, negotiated))
-
-    @property
-    def _upgraded(self) -> bool:
-        return self.websocket is not None and self.websocket.state is not State.CONNECTING
-
     def _handle_client_error(self, ex: Exception) -> tuple[str, bytes] | None:
         """An unparseable or stalled request: one log line and a 4xx with a reason.
 
@@ -381,7 +307,7 @@ class EchoHandler(WebSocketHandler):
             metrics.request_unserved("gone")
             log.info("request from %s abandoned: %s", self.client_address, type(ex).__name__)
             return None
-        elif isinstance(ex, request_head.BadRequest):
+        elif isinstance(ex, BadRequest):
             status, reason = ex.status, ex.reason
             metrics.request_unserved(ex.slug)
         else:
@@ -398,7 +324,7 @@ class EchoHandler(WebSocketHandler):
         self.response_length = len(head) + len(body)  # for the access log, as pywsgi leaves 0
         return status, head + body
 
-    def _respond(self, status: str, reason: str, headers: handshake.Headers) -> None:
+    def _respond(self, status: str, reason: str, headers: Headers) -> None:
         body = f"{reason}\n".encode()
         WSGIHandler.start_response(
             self,
@@ -410,3 +336,13 @@ class EchoHandler(WebSocketHandler):
             ],
         )
         self.write(body)
+
+
+def _serve(
+    ws: ServerConnection, endpoint: Endpoint, record: AccessRecord, write: AccessWriter
+) -> None:
+    """A session, after its handler is gone: the endpoint, then the access-log line."""
+    session.run(ws, endpoint)
+    record.environ[SESSION_KEY] = ws.summary()
+    record.time_finish = time.time()
+    write(record)

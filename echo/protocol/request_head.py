@@ -18,25 +18,13 @@ from typing import BinaryIO
 
 import httptools
 
+from .errors import BadRequest
+
 MAX_REQUEST_LINE = 8 * 1024  # bytes, as pywsgi's; longer gets 414
 MAX_HEAD = 64 * 1024  # bytes of request line and header lines; more gets 431
 MAX_FIELDS = 100  # header lines; more gets 431
 _VERSIONS = frozenset({"1.0", "1.1"})
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 section 5.6.2
-
-
-class BadRequest(Exception):
-    """A request head the server refuses, with the status to answer and a one-line reason.
-
-    ``slug`` says why, for metrics: ``malformed``, or ``incomplete`` when the
-    client stopped sending inside its headers.
-    """
-
-    def __init__(self, status: str, reason: str, slug: str = "malformed") -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.slug = slug
 
 
 @dataclass(slots=True)

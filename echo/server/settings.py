@@ -1,4 +1,4 @@
-"""Server settings: the one place their names, defaults and meanings live.
+"""The server's settings: the one place their names, defaults and meanings live.
 
 Values come from code (``gunicorn.conf.py`` or a test) and are overridden by
 ``ECHO_*`` environment variables, so the production file, the development
@@ -21,8 +21,6 @@ from websockets.exceptions import InvalidHeaderFormat
 from websockets.headers import parse_subprotocol
 
 ENV_PREFIX = "ECHO_"
-# Where create_app() keeps the Settings, for the routes and the handler.
-CONFIG_KEY = "ECHO_SETTINGS"
 
 
 class ConfigError(ValueError):
@@ -209,6 +207,11 @@ class Settings:
             except ValueError as exc:
                 raise ConfigError(f"{name} (setting {f.name}) = {raw!r}: {exc}") from None
         return cls(**resolved)
+
+    def allows_origin(self, origin: str | None) -> bool:
+        """Whether a handshake from ``origin`` may connect; one without (not a browser) may."""
+        allowed = self.allowed_origins
+        return allowed is None or origin is None or normalize_origin(origin) in allowed
 
     def to_env(self) -> list[str]:
         """Render as ``NAME=value`` lines (gunicorn's ``raw_env``) that parse back identically."""

@@ -30,7 +30,7 @@ from prometheus_client import (
 )
 
 if TYPE_CHECKING:
-    from .websocket import EchoWebSocket
+    from .connection import ServerConnection
 
 OPEN_CONNECTIONS = Gauge(
     "echo_open_connections", "WebSocket connections open now.", multiprocess_mode="livesum"
@@ -90,7 +90,7 @@ def set_websocket_limit(limit: int | None) -> None:
 class SessionMetrics:
     """Records one accepted connection, from open to close."""
 
-    def __init__(self, ws: EchoWebSocket) -> None:
+    def __init__(self, ws: ServerConnection) -> None:
         self._ws = ws
         self._recorded = (0, 0, 0, 0)
         _ACCEPTED.inc()

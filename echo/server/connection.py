@@ -1,4 +1,8 @@
-"""One WebSocket connection: gevent-websocket's ``WebSocket`` done right.
+"""A server-side WebSocket connection: gevent-websocket's ``WebSocket`` done right.
+
+What an endpoint gets: ``receive()``, ``send()``, ``ping()``, ``close()``,
+the negotiated ``subprotocol``, and ``close_code`` and ``closed_by`` once it
+is over; ``environ`` is the handshake's WSGI environ (its text entries).
 
 Replaces its frame path (limits, masking, UTF-8, close codes) with
 ``MessageReader``, serializes every write under a lock so pings never land
@@ -23,23 +27,21 @@ import socket
 import ssl
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, ClassVar
 
 import gevent
 from gevent.event import Event
 from gevent.lock import Semaphore
 from geventwebsocket.websocket import WebSocket
 
-from . import fairness, frames, lingering
-from .config import Settings
-from .deflate import Deflate
-from .errors import ConnectionClosed, ProtocolError
-from .negotiation import NOTHING, Agreement
-from .reader import Close, Message, MessageReader, Ping, Pong
+from ..protocol import frames
+from ..protocol.deflate import Deflate
+from ..protocol.errors import ConnectionClosed, ProtocolError
+from ..protocol.negotiation import NOTHING, Agreement
+from ..protocol.reader import Close, Message, MessageReader, Ping, Pong
+from . import fairness, lingering
+from .settings import Settings
 from .sockets import has_input, send_all, wait_readable
-
-if TYPE_CHECKING:
-    from .handler import EchoHandler
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +58,16 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-class EchoWebSocket(WebSocket):
-    """A server-side connection, created by ``EchoHandler`` and accepted by a view."""
+class ServerConnection(WebSocket):
+    """One connection, made by the handler for a valid handshake and opened with its 101."""
 
     # This process's open connections, so shutdown can close every one.
-    _open: ClassVar[weakref.WeakSet[EchoWebSocket]] = weakref.WeakSet()
+    _open: ClassVar[weakref.WeakSet[ServerConnection]] = weakref.WeakSet()
 
-    def __init__(
-        self, handler: EchoHandler, settings: Settings, agreement: Agreement = NOTHING
-    ) -> None:
+    def __init__(self, sock: Any, settings: Settings, agreement: Agreement = NOTHING) -> None:
         # The parent's __init__ wires up its own frame path, which is not used.
-        self._handler: EchoHandler | None = handler  # until the handshake is complete
         self.settings = settings
-        self._agreement = agreement  # until the handshake is complete
+        self.environ: dict[str, str] = {}  # the handshake's, once the handler has let it go
         self.subprotocol: str | None = agreement.subprotocol
         self._deflate = Deflate(agreement.deflate) if agreement.deflate else None
         self.state = State.CONNECTING
@@ -76,7 +75,7 @@ class EchoWebSocket(WebSocket):
         self.close_code: int | None = None  # set once closing starts, 1005/1006 included
         self.closed_by = ""  # "client" or "server", set with close_code
         self.messages_in = self.bytes_in = self.messages_out = self.bytes_out = 0
-        self._socket = handler.socket
+        self._socket = sock
         self._reader: MessageReader | None = None
         self._budget = fairness.Budget()
         self._send_lock = Semaphore()
@@ -90,7 +89,6 @@ class EchoWebSocket(WebSocket):
         # for, so that the socket is likely empty (sockets.wait_readable).
         self._drained = True
         self._closed_callbacks: list[Callable[[], None]] = []
-        self.session: Callable[[EchoWebSocket], None] | None = None  # see accept()
 
     @classmethod
     def go_away_all(cls, code: int = 1001, reason: str = "server shutting down") -> None:
@@ -108,17 +106,14 @@ class EchoWebSocket(WebSocket):
     def closed(self) -> bool:  # gevent-websocket's meaning: closing or closed
         return self.state in (State.CLOSING, State.CLOSED)
 
-    def accept(self, session: Callable[[EchoWebSocket], None] | None = None) -> None:
-        """Send the 101 response; from now on the connection speaks WebSocket.
+    def open(self, pending: bytes, response: bytes) -> None:
+        """Send the 101 ``response``; from now on the connection speaks WebSocket.
 
-        With ``session``, the view can return at once: ``session(self)`` runs
-        after the handler is done with the request, so a long-lived
-        connection keeps none of the request's objects (Flask's request
-        context, the environ, pywsgi's parsed headers) alive.
+        ``pending`` is what the client sent after its handshake, already read.
+        A client that left during the handshake is recorded as gone (1006).
         """
         if self.state is not State.CONNECTING:
             raise RuntimeError("the handshake is already complete")
-        pending = self._handler.take_over_input()
         # Reads set their own deadline (_receive); writes have none (keepalive).
         self._socket.settimeout(None)
         self._reader = MessageReader(
@@ -126,13 +121,10 @@ class EchoWebSocket(WebSocket):
         )
         self.state = State.OPEN
         self._open.add(self)
-        self.session = session
-        handler, self._handler = self._handler, None
-        headers, self._agreement = self._agreement.response_headers(), None
         try:
-            handler.complete_handshake(headers)
+            send_all(self._socket, response)
         except OSError:
-            self._lost(by="client")  # it left during the handshake: no error, no traceback
+            self._lost(by="client")  # no error, no traceback
 
     def when_closed(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the connection is closed and its close code final."""

@@ -1,10 +1,12 @@
 """gevent's WSGI server, running each WebSocket session after its handshake is served.
 
-pywsgi keeps a request's objects (the handler, the WSGI environ, the parsed
-headers, Flask's request) until its handler returns. A WebSocket session can
-last for days, so ``EchoHandler`` returns after the upgrade, handing back the
-session, and the server runs it in the same greenlet with none of them alive:
-an idle connection then costs about 4 KiB less (bench/README.md).
+It serves an application's endpoints (``Endpoints.of(application)``) with
+their settings. pywsgi keeps a request's objects (the handler, the WSGI
+environ, the parsed headers, Flask's request) until its handler returns. A
+WebSocket session can last for days, so ``UpgradeHandler`` returns after the
+upgrade, handing back the session, and the server runs it in the same
+greenlet with none of them alive: an idle connection then costs about 4 KiB
+less (bench/README.md).
 
 With TLS, the server also bounds the TLS handshake: gevent's would wait
 forever for a client that sends nothing, and print a traceback for every
@@ -29,8 +31,9 @@ from gevent.pywsgi import WSGIServer
 
 from . import lingering, memory, metrics
 from .capacity import Capacity, default_limit
-from .config import CONFIG_KEY, Settings
+from .endpoints import Endpoints
 from .errors import Evicted
+from .settings import Settings
 from .throttled import ThrottledWarning
 from .unfinished import UnfinishedRequests
 
@@ -48,12 +51,13 @@ _PLAIN_HTTP_ANSWER = (
 ).encode()
 
 
-class EchoServer(WSGIServer):
-    """Use with ``EchoHandler`` (or a subclass): gunicorn's worker and ``python app.py`` do."""
+class WebSocketServer(WSGIServer):
+    """Use with ``UpgradeHandler`` (or a subclass): gunicorn's worker and ``python app.py`` do."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.settings: Settings = self.application.config[CONFIG_KEY]
+        self.endpoints = Endpoints.of(self.application)
+        self.settings: Settings = self.endpoints.settings
         pool_size = self.pool.size if self.pool is not None else None
         limit = self.settings.max_websockets
         if limit is not None and pool_size is not None and limit >= pool_size:

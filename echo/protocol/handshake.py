@@ -12,24 +12,12 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from .errors import HandshakeRejected, Headers
 from .excerpt import excerpt
 from .request_head import header_tokens
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 VERSION = "13"
-
-Headers = list[tuple[str, str]]
-
-
-class HandshakeRejected(Exception):
-    """A handshake the server refuses, with the response to send."""
-
-    def __init__(self, status: str, reason: str, slug: str, headers: Headers | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.slug = slug  # for metrics
-        self.headers = headers or []
 
 
 def is_requested(environ: Mapping[str, Any]) -> bool:

@@ -1,0 +1,57 @@
+"""The WebSocket endpoints of an application, and the settings they are served with.
+
+The server looks a handshake's path up here and calls the endpoint itself,
+without the application's dispatch (which cost more than the rest of a
+handshake, bench/README.md). It finds the registry through the application
+object it serves (``Endpoints.of``), so it never imports the application; a
+Flask app gets one from ``echo.server.flask.FlaskWebSockets``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .connection import ServerConnection
+
+#: An endpoint: called with the open connection, in the connection's own
+#: greenlet; the connection is closed (1000, or 1011 if it raised) when it returns.
+Endpoint = Callable[["ServerConnection"], None]
+
+
+class Endpoints:
+    """Paths and their endpoints; only these paths are ever upgraded."""
+
+    #: Where an application keeps its registry: Flask's ``app.extensions``.
+    KEY = "echo.websocket_endpoints"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._by_path: dict[str, Endpoint] = {}
+
+    @classmethod
+    def of(cls, application: Any) -> Endpoints:
+        """The registry of ``application``; an empty one (no endpoint) if it has none."""
+        extensions = getattr(application, "extensions", None)
+        found = extensions.get(cls.KEY) if isinstance(extensions, dict) else None
+        return found if isinstance(found, Endpoints) else cls(Settings.from_env())
+
+    def add(self, path: str, endpoint: Endpoint) -> None:
+        if not path.startswith("/"):
+            raise ValueError(f"an endpoint's path starts with /, not {path!r}")
+        if path in self._by_path:
+            raise ValueError(f"{path} has an endpoint already")
+        self._by_path[path] = endpoint
+
+    def get(self, path: str) -> Endpoint | None:
+        """The endpoint at exactly ``path`` (``//ws`` and ``/ws/`` are not ``/ws``)."""
+        return self._by_path.get(path)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_path)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._by_path
