@@ -1,7 +1,7 @@
 """The development server: gevent's WSGI server with the production handler and settings.
 
-``python app.py`` runs it; so does ``python -m echo.server.devserver MODULE:APP``
-for any WSGI application with endpoints (``echo.server.testing`` uses that).
+``python app.py`` runs it, for this app or any other (``python app.py MODULE:APP``);
+so does ``python -m echo.server.devserver MODULE:APP`` (``echo.server.testing``).
 """
 
 from __future__ import annotations
@@ -56,12 +56,16 @@ def serve(app: Any) -> None:
     server.stop(timeout=server.settings.close_timeout)
 
 
+def load(path: str) -> Any:
+    """The application at ``path``: ``"module:name"`` (``name`` defaults to ``app``)."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name or "app")
+
+
 def main() -> None:
     """``python -m echo.server.devserver MODULE:APP``."""
-    module, _, name = sys.argv[1].partition(":")
-    app = getattr(importlib.import_module(module), name or "app")
     try:
-        serve(app)
+        serve(load(sys.argv[1]))
     except ConfigError as error:
         raise SystemExit(f"devserver: {error}") from None
 
