@@ -15,8 +15,8 @@
 - ``uvicorn``: an ASGI echo on uvicorn's defaults (its WebSocket and HTTP
   implementations as installed), compression off, 32 MiB messages.
 - ``gevent``: the floor under this server: a bare gevent ``StreamServer``
-  that upgrades any request and echoes with ``echo.reader`` and the same
-  socket calls (``echo.sockets``), without pywsgi, Flask, gunicorn, logs,
+  that upgrades any request and echoes with ``echo.protocol.reader`` and the same
+  socket calls (``echo.server.sockets``), without pywsgi, Flask, gunicorn, logs,
   metrics, limits or keepalive.
 - ``tcp``: a raw TCP echo on uvloop, the ceiling for any WebSocket server.
 """

@@ -54,7 +54,9 @@ from . import hostile, loadgen
 SEQUENTIAL, CONCURRENT = 5_000, 500
 RSS_SLACK = 4 << 20
 BURST_CLIENTS, IDLE, DEFLATE_CLIENTS, BOMBS = 200, 15_000, 2_000, 40
-GIVE_BACK = 15.0  # seconds for RSS to come back after a burst: echo/memory.py trims every 10 s
+GIVE_BACK = (
+    15.0  # seconds for RSS to come back after a burst: echo/server/memory.py trims every 10 s
+)
 GREEDY_SECONDS = 20.0
 # --timeout 10: a worker whose loop is starved misses gunicorn's heartbeat
 # within the fairness phase and is replaced, which that phase checks.
