@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from tests.greedy import probe as probe_echoes
-from tests.rawws import handshake_request
+from tests.rawws import handshake_request, read_response
 from tests.servers import GUNICORN, ROOT, ServerProcess
 
 ITEMS = 15_000
@@ -57,17 +57,7 @@ def handshake(port: int, data: bytes) -> int:
     """One handshake on a new connection: its status, once the answer is read whole."""
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(data)
-        answer = b""
-        while b"\r\n\r\n" not in answer:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            answer += chunk
-        head, _, body = answer.partition(b"\r\n\r\n")
-        _, found, rest = head.lower().partition(b"content-length: ")
-        length = int(rest.split(b"\r\n")[0]) if found else 0
-        while len(body) < length and (chunk := sock.recv(65536)):
-            body += chunk
+        head, _ = read_response(sock)
         return int(head.split(b" ", 2)[1])
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from websockets.sync.client import connect
 
-from .rawws import OP_BINARY, RawClient, encode_frame
+from .rawws import OP_BINARY, RawClient, encode_frame, read_response
 from .servers import ROOT, TIMEOUT, ServerProcess
 
 BATCH = 256  # requests per send() call
@@ -35,14 +35,8 @@ def _open(port: int, mode: str) -> tuple[socket.socket, bytes, int]:
     if mode == "http":
         sock = socket.create_connection(("127.0.0.1", port))
         sock.sendall(HEALTHZ)
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += sock.recv(4096)
-        headers, _, body = head.partition(b"\r\n\r\n")
-        length = int(headers.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-        while len(body) < length:
-            body += sock.recv(4096)
-        return sock, HEALTHZ, len(headers) + 4 + length
+        head, body = read_response(sock)
+        return sock, HEALTHZ, len(head) + 4 + len(body)
     size = int(mode.removeprefix("ws:"))
     client = RawClient(port)
     payload = b"\x5a" * size

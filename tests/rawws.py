@@ -53,6 +53,27 @@ def http_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes
     return int(status_line.split()[1]), headers, body
 
 
+def read_response(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One response, its head and its body (by its Content-Length); the connection stays open.
+
+    A response without a Content-Length (a 101) has no body here: what
+    follows its head is the new protocol's.
+    """
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {data[:200]!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    _, found, rest = head.lower().partition(b"\r\ncontent-length: ")
+    length = int(rest.split(b"\r\n")[0]) if found else 0
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "closed in the middle of the body"
+        body += chunk
+    return head, body[:length]
+
+
 def mask_bytes(payload: bytes, mask: bytes) -> bytes:
     """Byte-by-byte masking: slow and obviously right, to check the server's."""
     return bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))

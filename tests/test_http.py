@@ -12,7 +12,7 @@ from http import HTTPStatus
 
 import pytest
 
-from .rawws import handshake_request, http_exchange
+from .rawws import handshake_request, http_exchange, read_response
 from .servers import TIMEOUT, wait_for
 
 HEALTH = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
@@ -192,22 +192,10 @@ def test_status_lines_are_written_alike_whoever_refuses(server, request_bytes, s
     assert status_line == f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()
 
 
-def read_response(sock: socket.socket) -> bytes:
-    """One response with a Content-Length, read whole; the connection stays open."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += sock.recv(4096)
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-    while len(body) < length:
-        body += sock.recv(4096)
-    return head
-
-
 def kept_alive_after_a_400(port: int, agent: str) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     sock.sendall(f"GET /ws HTTP/1.1\r\nHost: x\r\nUser-Agent: {agent}\r\n\r\n".encode())
-    assert read_response(sock).startswith(b"HTTP/1.1 400 ")
+    assert read_response(sock)[0].startswith(b"HTTP/1.1 400 ")
     return sock
 
 
@@ -234,6 +222,6 @@ def test_bytes_after_a_kept_alive_refusal_are_logged_as_their_own(gunicorn_serve
     before = server.log().count('"- - -" 414 ')
     with kept_alive_after_a_400(server.port, f"test-{uuid.uuid4()}") as sock:
         sock.sendall(b"x" * 9000)  # no line end: too long a request line
-        assert read_response(sock).startswith(b"HTTP/1.1 414 ")
+        assert read_response(sock)[0].startswith(b"HTTP/1.1 414 ")
     wait_for(lambda: server.log().count('"- - -" 414 ') == before + 1, what="its log line")
     assert '"GET /ws HTTP/1.1" 414 ' not in server.log()
