@@ -43,13 +43,14 @@ from .sockets import send_all
 log = logging.getLogger(__name__)
 
 _TAKE_OVER_CHUNK = 64 * 1024
+# The headers of no request (gunicorn's access log reads the headers of any request).
+_NO_HEAD = request_head.RequestHead()
 
 
 class UpgradeHandler(WebSocketHandler):
     """Serves plain HTTP as pywsgi does, and valid handshakes with their endpoints."""
 
-    # Until a head is parsed (gunicorn's access log reads the headers of any request).
-    headers: request_head.RequestHead | Any = request_head.RequestHead()
+    headers: request_head.RequestHead | Any = _NO_HEAD
     _session: Callable[[], None] | None = None  # after an upgrade, what handle() returns
     _linger_after = False  # a handshake was refused: drain what the client still sends
 
@@ -79,6 +80,7 @@ class UpgradeHandler(WebSocketHandler):
         # What the last request left is not this one's: a refusal before its
         # line is read is logged with "-", not with the line before it.
         self.environ = self.requestline = self.status = self._orig_status = None
+        self.headers = _NO_HEAD
         try:
             result = super().handle_one_request()
         except (RequestTimeout, BadRequest) as error:  # reading the request line
