@@ -40,19 +40,22 @@ def serving(app: str, env: Mapping[str, str] | None = None, timeout: float = 10.
         text=True,
     )
     lines: list[str] = []
-    ready = threading.Event()
+    listening = threading.Event()
+    settled = threading.Event()  # listening, or its output ended: it will never listen
 
     def read_output() -> None:  # until the server exits, so that it never blocks on the pipe
         for line in process.stdout:
             lines.append(line)
             if READY in line:
-                ready.set()
-        ready.set()  # it exited
+                listening.set()
+                settled.set()
+        settled.set()
 
     reader = threading.Thread(target=read_output, daemon=True)
     reader.start()
     try:
-        if not ready.wait(timeout) or process.poll() is not None:
+        settled.wait(timeout)
+        if not listening.is_set():
             raise RuntimeError(f"the server did not start:\n{''.join(lines)}")
         yield f"ws://127.0.0.1:{port}"
     finally:
