@@ -14,6 +14,8 @@ from pathlib import Path
 import gevent
 import greenlet
 
+from echo.server.memory import release_interpreter_caches, trim_heap
+
 exec(Path(__file__).resolve().parent.parent.joinpath("gunicorn.conf.py").read_text())
 
 PROBE_FILE = os.environ.get("ECHO_PROBE_FILE", "/tmp/echo-probe.json")
@@ -21,6 +23,9 @@ PROBE_FILE = os.environ.get("ECHO_PROBE_FILE", "/tmp/echo-probe.json")
 
 def _write_probe() -> None:
     garbage = gc.collect()  # objects only a collection frees: reference cycles
+    # RSS as what is alive, not what the allocator kept of the busiest moment.
+    release_interpreter_caches()
+    trim_heap()
     with open(f"/proc/{os.getpid()}/status") as status:
         rss = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
     stats = {

@@ -63,6 +63,12 @@ def release_interpreter_caches() -> None:
     sys._clear_type_cache()
 
 
+def trim_heap() -> None:
+    """Return the free pages of the C heap to the system (glibc only)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
 class Trimmer:
     """Gives memory back every TRIM_INTERVAL seconds, if connections ended since the last time.
 
@@ -101,5 +107,4 @@ class Trimmer:
         if self._ended_since_release >= self._open_connections():
             self._ended_since_release = 0
             release_interpreter_caches()
-        if _LIBC is not None:
-            _LIBC.malloc_trim(0)
+        trim_heap()
