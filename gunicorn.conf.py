@@ -30,7 +30,7 @@ if os.environ.get(_OWNER, str(os.getpid())) != str(os.getpid()) or (
     os.environ[_OWNER] = str(os.getpid())
     atexit.register(_remove_metrics_dir, os.environ["PROMETHEUS_MULTIPROC_DIR"], os.getpid())
 
-from echo.server.settings import ConfigError, ListenAddress, Settings  # noqa: E402 (after the metrics directory)
+from echo.server.settings import ConfigError, ListenAddress, Settings, default_instance  # noqa: E402 (after the metrics directory)
 
 wsgi_app = "app:app"
 
@@ -62,8 +62,9 @@ worker_connections = 1000
 # --- Logging ---------------------------------------------------------------
 # One access-log line per HTTP request, and per WebSocket session when it ends:
 # gunicorn's usual atoms (%(L)s is then the session's duration) plus
-# %({echo.session}e)s = "id=... subprotocol=NAME compression=permessage-deflate
-# in=MESSAGES/BYTES out=MESSAGES/BYTES close=CODE by=WHO" ("-": nothing negotiated).
+# %({echo.session}e)s = "id=... served_by=INSTANCE/PID subprotocol=NAME
+# compression=permessage-deflate in=MESSAGES/BYTES out=MESSAGES/BYTES close=CODE
+# by=WHO" ("-": nothing negotiated), then what the endpoint noted (test modes).
 # Client addresses from X-Forwarded-For are used for proxies in
 # forwarded_allow_ips (default: 127.0.0.1,::1).
 accesslog = "-"
@@ -90,6 +91,7 @@ try:
         subprotocols="*",  # ECHO_SUBPROTOCOLS: * = the first offered, e.g. "mqtt,wamp.2.json"
         compression=True,  # ECHO_COMPRESSION: accept permessage-deflate
         metrics=True,  # ECHO_METRICS: serve /metrics
+        instance=default_instance(),  # ECHO_INSTANCE (default: the host name), in X-Served-By
     )
 except ConfigError as error:
     raise SystemExit(f"gunicorn.conf.py: {error}") from None

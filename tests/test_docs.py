@@ -14,7 +14,8 @@ from echo.server.settings import Settings, env_name
 
 from .servers import ROOT
 
-ROW = re.compile(r"^\| `(\w+)` \| `(ECHO_\w+)` \| `([^`]+)` \| (.+) \|$")
+# A default in words ("the host name") is not a value to parse back.
+ROW = re.compile(r"^\| `(\w+)` \| `(ECHO_\w+)` \| (`[^`]+`|[\w ]+) \| (.+) \|$")
 
 
 def test_configuration_table_matches_settings():
@@ -23,7 +24,9 @@ def test_configuration_table_matches_settings():
     assert sorted(rows) == sorted(f.name for f in fields(Settings))
     for name, (variable, default) in rows.items():
         assert variable == env_name(name)
-        assert Settings.from_env({}, **{name: default}) == Settings.from_env({}), name
+        if default.startswith("`"):
+            value = default.strip("`")
+            assert Settings.from_env({}, **{name: value}) == Settings.from_env({}), name
 
 
 def test_gunicorn_conf_sets_every_setting_at_its_default(monkeypatch, tmp_path):

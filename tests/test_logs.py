@@ -68,7 +68,7 @@ def test_session_line_counts_traffic_and_who_closed(server):
     line = server.log_line(agent)
     assert '"GET /ws HTTP/1.1" 101 ' in line
     assert re.search(
-        r" \d+\.\d{6}s id=\d+-\d+ subprotocol=- compression=permessage-deflate"
+        r" \d+\.\d{6}s id=(\d+)-\d+ served_by=[\w.-]+/\1 subprotocol=- compression=permessage-deflate"
         r" in=2/8B out=2/8B close=4000 by=client$",
         line,
     ), line
@@ -84,7 +84,7 @@ def test_dev_server_logs_each_session_when_it_ends():
         line = server.log_line(marker)
     request = rf'"GET /ws\?{marker} HTTP/1\.1" 101 \d+ \d+\.\d{{6}}'
     assert re.search(
-        rf"{request} id=\S+ subprotocol=- compression=permessage-deflate"
+        rf"{request} id=\S+ served_by=\S+ subprotocol=- compression=permessage-deflate"
         r" in=1/5B out=1/5B close=4000 by=client$",
         line,
     ), line
@@ -134,7 +134,8 @@ def test_access_log_format_is_configurable_the_gunicorn_way():
             ws.close(4000)
         line = server.log_line(agent)
         assert re.fullmatch(
-            rf"127\.0\.0\.1 101 {agent} - id=\S+ subprotocol=- compression=permessage-deflate"
+            rf"127\.0\.0\.1 101 {agent} - id=\S+ served_by=\S+ subprotocol=-"
+            r" compression=permessage-deflate"
             r" in=0/0B out=0/0B close=4000 by=client",
             line,
         )

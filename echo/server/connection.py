@@ -1,8 +1,10 @@
 """A server-side WebSocket connection: gevent-websocket's ``WebSocket`` done right.
 
 What an endpoint gets: ``receive()``, ``send()``, ``ping()``, ``close()``,
-the negotiated ``subprotocol``, and ``close_code`` and ``closed_by`` once it
-is over; ``environ`` is the handshake's WSGI environ (its text entries).
+``abort()``, the negotiated ``subprotocol``, and ``close_code`` and
+``closed_by`` once it is over; ``environ`` is the handshake's WSGI environ
+(its text entries), ``params`` what the endpoint's check returned, and
+``note()`` adds to the session's log line.
 
 Replaces its frame path (limits, masking, UTF-8, close codes) with
 ``MessageReader``, serializes every write under a lock so pings never land
@@ -64,10 +66,14 @@ class ServerConnection(WebSocket):
     # This process's open connections, so shutdown can close every one.
     _open: ClassVar[weakref.WeakSet[ServerConnection]] = weakref.WeakSet()
 
-    def __init__(self, sock: Any, settings: Settings, agreement: Agreement = NOTHING) -> None:
+    def __init__(
+        self, sock: Any, settings: Settings, agreement: Agreement = NOTHING, params: Any = None
+    ) -> None:
         # The parent's __init__ wires up its own frame path, which is not used.
         self.settings = settings
         self.environ: dict[str, str] = {}  # the handshake's, once the handler has let it go
+        self.params = params  # what the endpoint's check made of the handshake
+        self._notes: dict[str, str] | None = None  # the endpoint's, for the session's line
         self.subprotocol: str | None = agreement.subprotocol
         self._deflate = Deflate(agreement.deflate) if agreement.deflate else None
         self.state = State.CONNECTING
@@ -133,13 +139,21 @@ class ServerConnection(WebSocket):
         else:
             self._closed_callbacks.append(callback)
 
+    def note(self, key: str, value: object) -> None:
+        """Add ``key=value`` to the session's access-log line (``summary``); ``key`` a word."""
+        if self._notes is None:
+            self._notes = {}
+        self._notes[key] = str(value)
+
     def summary(self) -> str:
         """One line for the access log: what was negotiated, traffic each way, how it ended."""
+        notes = "".join(f" {key}={value}" for key, value in (self._notes or {}).items())
         return (
-            f"id={self.id} subprotocol={self.subprotocol or '-'}"
+            f"id={self.id} served_by={self.settings.served_by}"
+            f" subprotocol={self.subprotocol or '-'}"
             f" compression={'permessage-deflate' if self._deflate else '-'}"
             f" in={self.messages_in}/{self.bytes_in}B out={self.messages_out}/{self.bytes_out}B"
-            f" close={self.close_code} by={self.closed_by}"
+            f" close={self.close_code} by={self.closed_by}{notes}"
         )
 
     def _receive(self, size: int, idle: bool) -> bytes:

@@ -10,6 +10,7 @@ Flask app gets one from ``echo.server.flask.FlaskWebSockets``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .settings import Settings
@@ -22,6 +23,32 @@ if TYPE_CHECKING:
 Endpoint = Callable[["ServerConnection"], None]
 
 
+@dataclass(frozen=True, slots=True)
+class HandshakeRequest:
+    """A handshake as it arrived, for an endpoint's ``check``, once the server accepts it."""
+
+    environ: dict[str, Any]  # the WSGI environ: REMOTE_ADDR is the client a proxy names
+    request_line: str
+    headers: list[tuple[str, str]]  # as received: in order, names as the client wrote them
+    peer: str  # the address that connected, "host:port"
+    tls: tuple[str, str] | None  # TLS version and cipher, or None
+    subprotocol: str | None  # agreed
+    extensions: str | None  # agreed: the 101's Sec-WebSocket-Extensions
+    settings: Settings
+
+
+#: An endpoint's check: called with the handshake before the 101, it refuses it
+#: by raising ``echo.protocol.errors.HandshakeRejected`` (a 4xx with its reason).
+#: What it returns is the connection's ``params``.
+Check = Callable[[HandshakeRequest], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    endpoint: Endpoint
+    check: Check | None = None
+
+
 class Endpoints:
     """Paths and their endpoints; only these paths are ever upgraded."""
 
@@ -30,7 +57,7 @@ class Endpoints:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._by_path: dict[str, Endpoint] = {}
+        self._by_path: dict[str, Route] = {}
 
     @classmethod
     def of(cls, application: Any) -> Endpoints:
@@ -39,14 +66,14 @@ class Endpoints:
         found = extensions.get(cls.KEY) if isinstance(extensions, dict) else None
         return found if isinstance(found, Endpoints) else cls(Settings.from_env())
 
-    def add(self, path: str, endpoint: Endpoint) -> None:
+    def add(self, path: str, endpoint: Endpoint, check: Check | None = None) -> None:
         if not path.startswith("/"):
             raise ValueError(f"an endpoint's path starts with /, not {path!r}")
         if path in self._by_path:
             raise ValueError(f"{path} has an endpoint already")
-        self._by_path[path] = endpoint
+        self._by_path[path] = Route(endpoint, check)
 
-    def get(self, path: str) -> Endpoint | None:
+    def get(self, path: str) -> Route | None:
         """The endpoint at exactly ``path`` (``//ws`` and ``/ws/`` are not ``/ws``)."""
         return self._by_path.get(path)
 

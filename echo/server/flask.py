@@ -28,7 +28,7 @@ from http import HTTPStatus
 
 from flask import Flask, Response
 
-from .endpoints import Endpoint, Endpoints
+from .endpoints import Check, Endpoint, Endpoints
 from .settings import Settings
 
 #: Methods answered 400 at an endpoint's path; any other gets the app's 405.
@@ -63,11 +63,16 @@ class FlaskWebSockets:
         for path in self.endpoints:
             _answer_http(app, path)
 
-    def route(self, path: str) -> Callable[[Endpoint], Endpoint]:
-        """Decorate the function that serves WebSocket connections at ``path``."""
+    def route(self, path: str, check: Check | None = None) -> Callable[[Endpoint], Endpoint]:
+        """Decorate the function that serves WebSocket connections at ``path``.
+
+        ``check``, if given, sees each handshake before it is accepted
+        (``endpoints.Check``): it may refuse it, and what it returns is the
+        connection's ``params``.
+        """
 
         def register(function: Endpoint) -> Endpoint:
-            self.endpoints.add(path, function)
+            self.endpoints.add(path, function, check)
             if self._app is not None:
                 _answer_http(self._app, path)
             return function

@@ -35,7 +35,7 @@ from ..protocol.excerpt import excerpt
 from . import fairness, lingering, metrics, session
 from .access_record import SESSION_KEY, AccessRecord, AccessWriter, write_pywsgi_line
 from .connection import ServerConnection
-from .endpoints import Endpoint
+from .endpoints import Endpoint, HandshakeRequest, Route
 from .errors import Evicted, RequestTimeout
 from .settings import Settings
 from .sockets import send_all
@@ -43,6 +43,8 @@ from .sockets import send_all
 log = logging.getLogger(__name__)
 
 _TAKE_OVER_CHUNK = 64 * 1024
+#: The header naming the instance and worker that served a response (``Settings.served_by``).
+SERVED_BY = "X-Served-By"
 # The headers of no request (gunicorn's access log reads the headers of any request).
 _NO_HEAD = request_head.RequestHead()
 
@@ -198,40 +200,61 @@ class UpgradeHandler(WebSocketHandler):
         self.close_connection = True  # refused or upgraded, the connection ends here
         environ, settings, slots = self.environ, self.settings, self.server.capacity
         try:
-            endpoint = self._endpoint()
+            route = self._route()
             handshake.check(environ)
             origin = environ.get("HTTP_ORIGIN")
             if not settings.allows_origin(origin):
                 reason = f"Origin {excerpt(origin or '')} is not allowed to connect"
                 raise HandshakeRejected("403 Forbidden", reason, "origin")
             agreement = negotiation.negotiate(environ, settings.subprotocols, settings.compression)
+            params = route.check(self._handshake_request(agreement)) if route.check else None
             slots.take()
         except Refusal as refusal:
             self._reject(refusal)
             return
-        ws = ServerConnection(self.socket, settings, agreement)
+        ws = ServerConnection(self.socket, settings, agreement, params)
         ws.when_closed(slots.give_back)  # the connection's until it closes
         self.status = self._orig_status = "101 Switching Protocols"
         self.code, self.headers_sent = 101, True
-        response = handshake.switching_protocols(environ, agreement.response_headers())
+        response = handshake.switching_protocols(
+            environ, [*agreement.response_headers(), (SERVED_BY, settings.served_by)]
+        )
         self.response_length = len(response)
         ws.open(self._take_over_input(), response)
         record = self._record().kept_for_the_session()
         ws.environ = record.environ
-        self._session = functools.partial(_serve, ws, endpoint, record, self._access_writer())
+        self._session = functools.partial(
+            _serve, ws, route.endpoint, record, self._access_writer()
+        )
         # Without its socket, pywsgi neither drains nor closes the connection.
         self.socket = None
 
-    def _endpoint(self) -> Endpoint:
+    def _route(self) -> Route:
         """The endpoint at exactly this path; ``HandshakeRejected`` (404) where there is none."""
         endpoints = self.server.endpoints
         path = self.environ.get("PATH_INFO", "")
-        endpoint = endpoints.get(path)
-        if endpoint is None:
+        route = endpoints.get(path)
+        if route is None:
             paths = ", ".join(endpoints) or "none here"
             reason = f"No WebSocket endpoint at {excerpt(path)}; connect to {paths}"
             raise HandshakeRejected("404 Not Found", reason, "no_endpoint")
-        return endpoint
+        return route
+
+    def _handshake_request(self, agreement: negotiation.Agreement) -> HandshakeRequest:
+        """The handshake as it arrived, for the endpoint's check: made only for one that has it."""
+        sock = self.socket
+        host, port, *_ = sock.getpeername()
+        cipher = getattr(sock, "cipher", None)  # a TLS socket's
+        return HandshakeRequest(
+            environ=self.environ,
+            request_line=self.requestline or "",
+            headers=list(self._head.fields),
+            peer=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+            tls=(sock.version(), cipher()[0]) if cipher is not None else None,
+            subprotocol=agreement.subprotocol,
+            extensions=agreement.extensions,
+            settings=self.settings,
+        )
 
     def _reject(self, refusal: Refusal) -> None:
         """Refuse a handshake: one INFO line, the answer, and a lingering close after it."""
@@ -321,15 +344,20 @@ class UpgradeHandler(WebSocketHandler):
         body = f"{reason}\n".encode()
         head = (
             f"HTTP/1.1 {status}\r\nConnection: close\r\n"
-            f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
+            f"{SERVED_BY}: {self.settings.served_by}\r\n\r\n"
         ).encode()
         self.response_length = len(head) + len(body)  # for the access log, as pywsgi leaves 0
         return status, head + body
 
+    def start_response(self, status: str, headers: Headers, exc_info: Any = None) -> Any:
+        """pywsgi's, with ``X-Served-By`` (gevent-websocket's adds nothing for plain HTTP)."""
+        served_by = (SERVED_BY, self.settings.served_by)
+        return WSGIHandler.start_response(self, status, [*headers, served_by], exc_info)
+
     def _respond(self, status: str, reason: str, headers: Headers) -> None:
         body = f"{reason}\n".encode()
-        WSGIHandler.start_response(
-            self,
+        self.start_response(
             status,
             [
                 ("Content-Type", "text/plain; charset=utf-8"),

@@ -14,7 +14,7 @@ import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import Field, dataclass, field, fields
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 from websockets.exceptions import InvalidHeaderFormat
@@ -127,6 +127,21 @@ def _subprotocols(raw: Any) -> tuple[str, ...] | None:
         raise ValueError("must be * or comma-separated tokens such as mqtt,graphql-ws") from None
 
 
+_INSTANCE = re.compile(r"[A-Za-z0-9._-]{1,63}")
+
+
+def _instance(raw: Any) -> str:
+    name = str(raw).strip()
+    if not _INSTANCE.fullmatch(name):
+        raise ValueError("must be 1 to 63 letters, digits, '.', '-' or '_'")
+    return name
+
+
+def default_instance() -> str:
+    """The host name, as a valid instance name."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:63] or "localhost"
+
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -140,56 +155,18 @@ def _flag(raw: Any) -> bool:
     return value in _TRUE
 
 
-def _setting(default: Any, parse: Callable[[Any], Any], doc: str, unset: str = "*") -> Any:
+def setting(default: Any, parse: Callable[[Any], Any], doc: str, unset: str = "*") -> Any:
     """A setting; ``unset`` is how its ``None`` is written (and parsed back)."""
     return field(default=default, metadata={"parse": parse, "doc": doc, "unset": unset})
 
 
-@dataclass(frozen=True)
-class Settings:
-    """WebSocket behaviour of the server (see the README's configuration table)."""
-
-    ping_interval: float = _setting(
-        20.0, _seconds, "Seconds between server Pings that keep idle connections open; 0 disables."
-    )
-    ping_timeout: float = _setting(
-        20.0, _seconds, "Seconds to wait for the Pong before closing with 1011; 0 disables."
-    )
-    max_message_size: int = _setting(
-        1 << 20, _size, "Largest message (all fragments) accepted; larger ones close with 1009."
-    )
-    allowed_origins: frozenset[str] | None = _setting(
-        None, _origins, "Origins allowed to connect (comma-separated); * allows any."
-    )
-    close_timeout: float = _setting(
-        5.0, _seconds, "Seconds to wait for the client's side of a closing handshake."
-    )
-    read_timeout: float = _setting(
-        10.0,
-        _seconds,
-        "Seconds for a whole request (from its first byte) or TLS handshake, and the longest"
-        " silence in the middle of a message (1008); 0 disables.",
-    )
-    max_websockets: int | None = _setting(
-        None,
-        _count_or_auto,
-        "Open WebSockets per worker; more handshakes get 503. auto: worker_connections"
-        " less 10 % (at most 100), so plain HTTP always finds a slot.",
-        unset="auto",
-    )
-    subprotocols: tuple[str, ...] | None = _setting(
-        None,
-        _subprotocols,
-        "Subprotocols the server selects from (comma-separated): the first the client offers"
-        " that is listed; * selects the first offered; empty selects none.",
-    )
-    compression: bool = _setting(
-        True, _flag, "Accept permessage-deflate (RFC 7692) when the client offers it."
-    )
-    metrics: bool = _setting(True, _flag, "Serve Prometheus metrics at /metrics.")
+class EnvSettings:
+    """Settings given in code and overridden by ``ECHO_*`` variables; subclasses are frozen
+    dataclasses of ``setting`` fields (the server's here, an application's beside it).
+    """
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **values: Any) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **values: Any) -> Self:
         """Build settings from ``values``, each overridden by its ``ECHO_*`` variable."""
         environ = os.environ if environ is None else environ
         unknown = set(values) - {f.name for f in fields(cls)}
@@ -208,24 +185,78 @@ class Settings:
                 raise ConfigError(f"{name} (setting {f.name}) = {raw!r}: {exc}") from None
         return cls(**resolved)
 
-    def allows_origin(self, origin: str | None) -> bool:
-        """Whether a handshake from ``origin`` may connect; one without (not a browser) may."""
-        allowed = self.allowed_origins
-        return allowed is None or origin is None or normalize_origin(origin) in allowed
-
     def to_env(self) -> list[str]:
         """Render as ``NAME=value`` lines (gunicorn's ``raw_env``) that parse back identically."""
         return [f"{env_name(f.name)}={_render(getattr(self, f.name), f)}" for f in fields(self)]
 
 
-def env_name(setting: str) -> str:
-    """The environment variable that overrides ``setting``."""
-    return ENV_PREFIX + setting.upper()
+@dataclass(frozen=True)
+class Settings(EnvSettings):
+    """WebSocket behaviour of the server (see the README's configuration table)."""
+
+    ping_interval: float = setting(
+        20.0, _seconds, "Seconds between server Pings that keep idle connections open; 0 disables."
+    )
+    ping_timeout: float = setting(
+        20.0, _seconds, "Seconds to wait for the Pong before closing with 1011; 0 disables."
+    )
+    max_message_size: int = setting(
+        1 << 20, _size, "Largest message (all fragments) accepted; larger ones close with 1009."
+    )
+    allowed_origins: frozenset[str] | None = setting(
+        None, _origins, "Origins allowed to connect (comma-separated); * allows any."
+    )
+    close_timeout: float = setting(
+        5.0, _seconds, "Seconds to wait for the client's side of a closing handshake."
+    )
+    read_timeout: float = setting(
+        10.0,
+        _seconds,
+        "Seconds for a whole request (from its first byte) or TLS handshake, and the longest"
+        " silence in the middle of a message (1008); 0 disables.",
+    )
+    max_websockets: int | None = setting(
+        None,
+        _count_or_auto,
+        "Open WebSockets per worker; more handshakes get 503. auto: worker_connections"
+        " less 10 % (at most 100), so plain HTTP always finds a slot.",
+        unset="auto",
+    )
+    subprotocols: tuple[str, ...] | None = setting(
+        None,
+        _subprotocols,
+        "Subprotocols the server selects from (comma-separated): the first the client offers"
+        " that is listed; * selects the first offered; empty selects none.",
+    )
+    compression: bool = setting(
+        True, _flag, "Accept permessage-deflate (RFC 7692) when the client offers it."
+    )
+    metrics: bool = setting(True, _flag, "Serve Prometheus metrics at /metrics.")
+    instance: str = setting(
+        default_instance(),
+        _instance,
+        "This server's name in the X-Served-By header of every response, with the worker's pid.",
+    )
+
+    def allows_origin(self, origin: str | None) -> bool:
+        """Whether a handshake from ``origin`` may connect; one without (not a browser) may."""
+        allowed = self.allowed_origins
+        return allowed is None or origin is None or normalize_origin(origin) in allowed
+
+    @property
+    def served_by(self) -> str:
+        """This process as responses name it (``X-Served-By``): instance and pid."""
+        return f"{self.instance}/{os.getpid()}"
 
 
-def _render(value: Any, setting: Field) -> str:
+def env_name(name: str) -> str:
+    """The environment variable that overrides the setting ``name``."""
+    return ENV_PREFIX + name.upper()
+
+
+def _render(value: Any, f: Field) -> str:
     if value is None:
-        return setting.metadata["unset"]
+        return f.metadata["unset"]
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, frozenset):
