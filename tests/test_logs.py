@@ -68,8 +68,8 @@ def test_session_line_counts_traffic_and_who_closed(server):
     line = server.log_line(agent)
     assert '"GET /ws HTTP/1.1" 101 ' in line
     assert re.search(
-        r" \d+\.\d{6}s id=(\d+)-\d+ served_by=[\w.-]+/\1 subprotocol=- compression=permessage-deflate"
-        r" in=2/8B out=2/8B close=4000 by=client$",
+        r" \d+\.\d{6}s id=(\d+)-\d+ served_by=[\w.-]+/\1 subprotocol=-"
+        r" compression=permessage-deflate in=2/8B out=2/8B close=4000 by=client$",
         line,
     ), line
 

@@ -25,16 +25,31 @@ Endpoint = Callable[["ServerConnection"], None]
 
 @dataclass(frozen=True, slots=True)
 class HandshakeRequest:
-    """A handshake as it arrived, for an endpoint's ``check``, once the server accepts it."""
+    """A handshake as it arrived, for an endpoint's ``check``, once the server accepts it.
+
+    The peer and TLS details are read from the socket only if asked for:
+    most checks look at the path and query alone.
+    """
 
     environ: dict[str, Any]  # the WSGI environ: REMOTE_ADDR is the client a proxy names
     request_line: str
     headers: list[tuple[str, str]]  # as received: in order, names as the client wrote them
-    peer: str  # the address that connected, "host:port"
-    tls: tuple[str, str] | None  # TLS version and cipher, or None
     subprotocol: str | None  # agreed
     extensions: str | None  # agreed: the 101's Sec-WebSocket-Extensions
     settings: Settings
+    socket: Any
+
+    @property
+    def peer(self) -> str:
+        """The address that connected (a proxy's, behind one), as ``host:port``."""
+        host, port, *_ = self.socket.getpeername()
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    @property
+    def tls(self) -> tuple[str, str] | None:
+        """The TLS version and cipher, or ``None`` on plain TCP."""
+        cipher = getattr(self.socket, "cipher", None)
+        return (self.socket.version(), cipher()[0]) if cipher is not None else None
 
 
 #: An endpoint's check: called with the handshake before the 101, it refuses it

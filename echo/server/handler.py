@@ -223,9 +223,7 @@ class UpgradeHandler(WebSocketHandler):
         ws.open(self._take_over_input(), response)
         record = self._record().kept_for_the_session()
         ws.environ = record.environ
-        self._session = functools.partial(
-            _serve, ws, route.endpoint, record, self._access_writer()
-        )
+        self._session = functools.partial(_serve, ws, route.endpoint, record, self._access_writer())
         # Without its socket, pywsgi neither drains nor closes the connection.
         self.socket = None
 
@@ -242,18 +240,14 @@ class UpgradeHandler(WebSocketHandler):
 
     def _handshake_request(self, agreement: negotiation.Agreement) -> HandshakeRequest:
         """The handshake as it arrived, for the endpoint's check: made only for one that has it."""
-        sock = self.socket
-        host, port, *_ = sock.getpeername()
-        cipher = getattr(sock, "cipher", None)  # a TLS socket's
         return HandshakeRequest(
             environ=self.environ,
             request_line=self.requestline or "",
-            headers=list(self._head.fields),
-            peer=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
-            tls=(sock.version(), cipher()[0]) if cipher is not None else None,
+            headers=self._head.fields,
             subprotocol=agreement.subprotocol,
             extensions=agreement.extensions,
             settings=self.settings,
+            socket=self.socket,
         )
 
     def _reject(self, refusal: Refusal) -> None:

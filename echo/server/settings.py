@@ -146,7 +146,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def _flag(raw: Any) -> bool:
+def flag(raw: Any) -> bool:
     if isinstance(raw, bool):
         return raw
     value = str(raw).strip().lower()
@@ -229,9 +229,9 @@ class Settings(EnvSettings):
         " that is listed; * selects the first offered; empty selects none.",
     )
     compression: bool = setting(
-        True, _flag, "Accept permessage-deflate (RFC 7692) when the client offers it."
+        True, flag, "Accept permessage-deflate (RFC 7692) when the client offers it."
     )
-    metrics: bool = setting(True, _flag, "Serve Prometheus metrics at /metrics.")
+    metrics: bool = setting(True, flag, "Serve Prometheus metrics at /metrics.")
     instance: str = setting(
         default_instance(),
         _instance,
