@@ -46,6 +46,7 @@ def test_handshakes_over_the_limit_get_503_and_plain_http_still_gets_in():
         assert statuses.count(b"503") == WORKER_CONNECTIONS - LIMIT
         refused = next(head for _, head in held if b" 503 " in head)
         assert b"\r\nRetry-After: 5\r\n" in refused
+        assert b"\r\nX-Served-By: " in refused
         # What the load balancer and Prometheus see while the worker is full:
         with urllib.request.urlopen(f"{server.http_url}/healthz", timeout=TIMEOUT) as health:
             assert health.status == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import time
 import uuid
@@ -69,6 +70,37 @@ def test_forwarded_client_address_reaches_the_access_log(server):
             assert ws.recv() == "who am I"
     line = server.log_line(agent)
     assert line.startswith("127.0.0.2 - - "), line
+
+
+def test_hello_through_the_recipe_shows_what_nginx_forwarded(server):
+    """The client connects from 127.0.0.2: the peer is nginx, the trusted client is the client."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.2", 0))
+    with nginx_proxy(server) as proxy:
+        sock.connect(("127.0.0.1", proxy.port))
+        with connect(f"{ws_url(proxy)}?hello", sock=sock) as ws:
+            hello = json.loads(ws.recv(timeout=10))
+    headers = dict(map(tuple, hello["headers"]))
+    assert headers["X-Forwarded-For"] == "127.0.0.2"
+    assert hello["peer"].startswith("127.0.0.1:")
+    assert hello["client"] == "127.0.0.2"
+    assert hello["served_by"] == f"{hello['served_by'].split('/')[0]}/{server.worker_pid()}"
+
+
+def test_connections_through_the_instances_recipe_name_both_instances():
+    first = ServerProcess(GUNICORN, {"ECHO_INSTANCE": "first"})
+    second = ServerProcess(GUNICORN, {"ECHO_INSTANCE": "second"})
+    second_address = {"127.0.0.1:8001": f"127.0.0.1:{second.port}"}
+    with (
+        first,
+        second,
+        nginx_proxy(first, INSTANCES_RECIPE.read_text(), **second_address) as proxy,
+    ):
+        served_by = []
+        for _ in range(10):
+            with connect(ws_url(proxy)) as ws:
+                served_by.append(ws.response.headers["X-Served-By"].split("/")[0])
+    assert set(served_by) == {"first", "second"}, served_by
 
 
 def test_instances_share_clients_and_one_stopping_leaves_the_other_serving():

@@ -13,6 +13,7 @@ from echo.protocol import frames
 from echo.protocol.deflate import Deflate, Parameters
 from echo.protocol.errors import InvalidUTF8, MessageTooBig, ProtocolError
 from echo.protocol.reader import Close, Message, MessageReader, Ping
+from echo.app.settings import EchoSettings
 from echo.server.settings import ConfigError, Settings
 
 from .rawws import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, encode_frame, mask_bytes
@@ -156,11 +157,28 @@ def test_subprotocols_setting_keeps_its_order_and_tells_any_from_none():
         ("ECHO_CLOSE_TIMEOUT", "soon"),
         ("ECHO_SUBPROTOCOLS", "mqtt v5"),
         ("ECHO_COMPRESSION", "gzip"),
+        ("ECHO_INSTANCE", "edge 7"),
+        ("ECHO_INSTANCE", "x" * 64),
+        ("ECHO_INSTANCE", "edge/7"),
     ],
 )
 def test_invalid_value_names_the_setting(name, value):
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("ECHO_TEST_MODES", "maybe"), ("ECHO_HIDDEN_HEADERS", "X-Key, bad:name")]
+)
+def test_invalid_app_setting_names_it(name, value):
+    with pytest.raises(ConfigError, match=name):
+        EchoSettings.from_env({name: value})
+
+
+def test_app_settings_parse_back_from_the_environment():
+    settings = EchoSettings.from_env({"ECHO_HIDDEN_HEADERS": "X-Key,x-other"}, test_modes="off")
+    assert settings == EchoSettings(False, ("x-key", "x-other"))
+    assert EchoSettings.from_env(dict(line.split("=", 1) for line in settings.to_env())) == settings
 
 
 def test_unknown_setting_in_code_rejected():
