@@ -229,4 +229,3 @@ def test_refused_test_modes_are_counted_as_rejected_handshakes(server):
     assert refusal(server, "delay=x")[0] == 400
     after = server.metric("echo_handshakes_total", result="rejected", reason="test_mode")
     assert after == before + 1
-

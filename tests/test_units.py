@@ -9,11 +9,11 @@ import zlib
 
 import pytest
 
+from echo.app.settings import EchoSettings
 from echo.protocol import frames
 from echo.protocol.deflate import Deflate, Parameters
 from echo.protocol.errors import InvalidUTF8, MessageTooBig, ProtocolError
 from echo.protocol.reader import Close, Message, MessageReader, Ping
-from echo.app.settings import EchoSettings
 from echo.server.settings import ConfigError, Settings
 
 from .rawws import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, encode_frame, mask_bytes
