@@ -2,7 +2,9 @@
 // Everything shown is inserted with textContent, never parsed as HTML.
 import { Burst } from "./burst.js";
 import { RttChart } from "./chart.js";
+import { showHello } from "./hello.js";
 import { Probe } from "./probe.js";
+import { TEST_MODE_FIELDS, asksForHello, withTestModes } from "./testmode.js";
 
 const $ = (id) => document.getElementById(id);
 const STATES = ["Connecting", "Open", "Closing", "Closed"];
@@ -18,6 +20,7 @@ let uptimeTimer = null;
 let closingOnPurpose = false; // Close Socket was pressed: no reconnecting
 let reconnectTimer = null;
 let reconnectDelay = RECONNECT_FIRST_MS;
+let helloDue = false; // the server sends what it saw first: the next message is it
 
 const chart = new RttChart($("rtt-chart"));
 const probe = new Probe((text) => socket.send(text), (rtt) => {
@@ -30,6 +33,15 @@ const burst = new Burst();
 const endpoint = new URL($("url").dataset.endpoint, document.baseURI);
 endpoint.protocol = location.protocol === "https:" ? "wss:" : "ws:";
 $("url").value = endpoint.href;
+const testModeFields = document.querySelectorAll(TEST_MODE_FIELDS);
+
+function applyTestModes() {
+  try {
+    $("url").value = withTestModes($("url").value, testModeFields);
+  } catch (error) {
+    logError(`${$("url").value} is not a URL: ${error.message}`);
+  }
+}
 
 function showState() {
   const state = socket ? socket.readyState : null;
@@ -41,6 +53,7 @@ function showState() {
   for (const id of ["burst-count", "burst-size", "burst"]) $(id).disabled = !open || burst.running;
   const idle = state === null || state === WebSocket.CLOSED;
   $("url").disabled = $("protocols").disabled = $("connect").disabled = !idle;
+  for (const field of testModeFields) field.disabled = !idle;
 }
 
 function log(kind, { from = "", to = "", type = "", size = "", rtt = "", data = "" }) {
@@ -143,6 +156,20 @@ function cancelReconnect() {
   reconnectTimer = null;
 }
 
+// The first message of a ?hello connection: shown as a table ("What the server saw"),
+// not logged as an echo.
+function receivedHello(data) {
+  let hello;
+  try {
+    hello = JSON.parse(data);
+  } catch {
+    return false;
+  }
+  $("served-by").textContent = showHello($("hello-table"), hello);
+  $("hello-section").hidden = false;
+  return true;
+}
+
 function connect() {
   cancelReconnect();
   pending = [];
@@ -158,6 +185,8 @@ function connect() {
     return;
   }
   socket.binaryType = "arraybuffer";
+  helloDue = asksForHello(socket.url);
+  $("served-by").textContent = "–";
   socket.onopen = () => {
     opened();
     showState();
@@ -166,6 +195,10 @@ function connect() {
     $("message").focus();
   };
   socket.onmessage = (e) => {
+    if (helloDue) {
+      helloDue = false;
+      if (receivedHello(e.data)) return;
+    }
     if (probe.claims(e.data) || burst.claims(e.data)) return;
     log("received", { from: "Server", to: "Client", rtt: roundTrip(e.data), ...describe(e.data) });
   };
@@ -253,6 +286,9 @@ $("burst-form").addEventListener("submit", async (event) => {
 });
 
 $("clear").addEventListener("click", () => $("log").replaceChildren());
+
+for (const field of testModeFields) field.addEventListener("input", applyTestModes);
+applyTestModes();
 
 chart.draw();
 showState();

@@ -60,12 +60,12 @@ def connect(page: Page, url: str) -> None:
     expect(page.locator("#send")).to_be_disabled()
     page.click("#connect")
     expect(page.locator("#state")).to_have_text("Open")
-    expect(rows(page, "event").last).to_contain_text("Connection opened")
+    expect(rows(page, "event").filter(has_text="Connection opened")).to_have_count(1)
 
 
 def test_console_echoes_text_binary_and_closes(server, page):
     connect(page, server.http_url)
-    expect(page.locator("#url")).to_have_value(f"ws://127.0.0.1:{server.port}/ws")
+    expect(page.locator("#url")).to_have_value(f"ws://127.0.0.1:{server.port}/ws?hello")
     expect(page.locator("#url")).to_be_disabled()
 
     send(page, "hello ✓")
@@ -155,7 +155,7 @@ server {
 def test_page_works_behind_a_proxy_path_prefix(server, page):
     with nginx_proxy(server, PREFIX_SITE, health_path="/echo/healthz") as proxy:
         connect(page, f"{proxy.http_url}/echo/")
-        expect(page.locator("#url")).to_have_value(f"ws://127.0.0.1:{proxy.port}/echo/ws")
+        expect(page.locator("#url")).to_have_value(f"ws://127.0.0.1:{proxy.port}/echo/ws?hello")
         send(page, "through a prefix")
         expect(rows(page, "received").last).to_contain_text("through a prefix")
 
@@ -168,6 +168,7 @@ def test_usable_on_a_phone_with_labels_and_keyboard(server, browser):
         "input, select", "els => els.filter(e => !e.labels.length).map(e => e.id)"
     )
     assert unlabelled == []
+    page.click("#test-mode summary")  # open, its fields fit too
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     page.focus("#url")
     page.keyboard.press("Tab")
@@ -184,7 +185,7 @@ def test_console_offers_wss_over_https(tls_server, browser):
     context = browser.new_context(ignore_https_errors=True)
     page = context.new_page()
     connect(page, tls_server.http_url)
-    expect(page.locator("#url")).to_have_value(f"wss://127.0.0.1:{tls_server.port}/ws")
+    expect(page.locator("#url")).to_have_value(f"wss://127.0.0.1:{tls_server.port}/ws?hello")
     send(page, "over TLS")
     expect(rows(page, "received").last).to_contain_text("over TLS")
     context.close()
@@ -291,6 +292,7 @@ def test_probes_are_summarised_charted_and_never_logged(server, page):
 
     screenshot = os.environ.get("ECHO_SCREENSHOT")  # docs/console.png, by make screenshot
     if screenshot:
+        page.click("#test-mode summary")
         page.check("#probe")
         expect(summary).to_have_text(re.compile(r"^1[0-9] probes echoed"), timeout=15000)
         page.click("#burst")
@@ -354,3 +356,83 @@ def test_chart_fits_a_phone_in_dark_mode(server, browser):
     colour = chart.locator("text").first.evaluate("e => getComputedStyle(e).fill")
     assert colour != "rgb(0, 0, 0)", colour
     context.close()
+
+
+def test_test_mode_fields_write_the_query_and_the_server_follows_it(server, page):
+    page.goto(server.http_url)
+    page.click("#test-mode summary")
+    base = f"ws://127.0.0.1:{server.port}/ws"
+    fields = {
+        "#delay": "20", "#close_after": "2", "#close_in": "30", "#code": "4001",
+        "#reason": "bye now", "#drop_in": "60", "#stream": "3", "#size": "10", "#rate": "100",
+    }  # fmt: skip
+    for selector, value in fields.items():
+        page.fill(selector, value)
+    page.select_option("#type", "binary")
+    expect(page.locator("#url")).to_have_value(
+        f"{base}?hello&delay=20&close_after=2&close_in=30&code=4001&reason=bye+now"
+        "&drop_in=60&stream=3&size=10&rate=100&type=binary"
+    )
+    for selector in fields:
+        page.fill(selector, "")
+    page.select_option("#type", "")
+    page.uncheck("#hello")
+    expect(page.locator("#url")).to_have_value(base)
+
+    page.fill("#close_after", "2")
+    page.fill("#code", "4001")
+    page.fill("#reason", "bye now")
+    page.fill("#stream", "3")
+    page.fill("#size", "10")
+    page.click("#connect")
+    expect(page.locator("#state")).to_have_text("Open")
+    expect(page.locator("#delay")).to_be_disabled()  # the URL is what this connection asked for
+    expect(rows(page, "received")).to_have_count(3)
+    expect(rows(page, "received").first.locator("td").last).to_have_text("1 ........")
+    send(page, "one")
+    send(page, "two")
+    expect(page.locator("#state")).to_have_text("Closed")
+    expect(rows(page, "event").last).to_contain_text("Code: 4001. Reason: bye now")
+
+
+def test_what_the_server_saw_is_a_table_of_text_and_names_who_served(server, page):
+    page.goto(f"{server.http_url}")
+    page.fill("#url", f"ws://127.0.0.1:{server.port}/ws?hello&x={XSS}")
+    page.click("#connect")
+    expect(page.locator("#state")).to_have_text("Open")
+    served_by = page.locator("#served-by")
+    expect(served_by).to_have_text(re.compile(rf"^[\w.-]+/{server.worker_pid()}$"))
+    table = page.locator("#hello-table")
+    request_line = table.locator("tr", has_text="Request line").locator("td").last
+    expect(request_line).to_have_text(re.compile(r"^GET /ws\?hello&x=.*img.* HTTP/1\.1$"))
+    expect(table.locator("tr", has_text="Ignored parameters").locator("td").last).to_have_text("x")
+    expect(table.locator("tr.header", has_text="User-Agent")).to_have_count(1)
+    expect(table.locator("tr", has_text="Served by").locator("td").last).to_have_text(
+        served_by.inner_text()
+    )
+    assert table.locator("img").count() == 0 and page.dialogs == []
+    send(page, "after the description")
+    expect(rows(page, "received")).to_have_count(1)  # the description is not an echo
+    expect(rows(page, "received").last).to_contain_text("after the description")
+
+
+def test_without_hello_nothing_is_described_and_who_served_is_unknown(server, page):
+    page.goto(server.http_url)
+    page.click("#test-mode summary")
+    page.uncheck("#hello")
+    page.click("#connect")
+    expect(page.locator("#state")).to_have_text("Open")
+    send(page, "first")
+    expect(rows(page, "received").last).to_contain_text("first")
+    expect(page.locator("#served-by")).to_have_text("\u2013")  # a dash: unknown
+    expect(page.locator("#hello-section")).to_be_hidden()
+
+
+def test_a_test_mode_out_of_bounds_is_refused_and_said(server, page):
+    page.goto(server.http_url)
+    page.click("#test-mode summary")
+    page.fill("#delay", "30001")
+    page.click("#connect")
+    expect(page.locator("#state")).to_have_text("Closed")
+    expect(rows(page, "error").last).to_contain_text("failed")
+    expect(rows(page, "event").last).to_contain_text("Code: 1006")
