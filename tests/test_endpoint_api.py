@@ -40,7 +40,7 @@ def reverses_three_then_closes_4000(url: str) -> None:
             assert ws.recv(timeout=TIMEOUT) == word[::-1]
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=TIMEOUT)
-    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4000, "three is enough")
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4000, "3 is enough")
 
 
 def is_served_with_every_check_and_limit(url: str) -> None:
@@ -50,6 +50,16 @@ def is_served_with_every_check_and_limit(url: str) -> None:
     with pytest.raises(InvalidStatus) as refused:
         connect(f"{url}/ws")  # this app has no /ws
     assert refused.value.response.status_code == 404
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{url}/reverse?times=10")  # the endpoint's own check
+    assert refused.value.response.status_code == 400
+    assert refused.value.response.body == b"times= must be 1 to 9\n"
+    with connect(f"{url}/reverse?times=1") as ws:
+        ws.send("ab")
+        assert ws.recv(timeout=TIMEOUT) == "ba"
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=TIMEOUT)
+    assert closed.value.rcvd.reason == "1 is enough"
     http_url = url.replace("ws://", "http://")
     with pytest.raises(urllib.error.HTTPError) as plain:
         urllib.request.urlopen(f"{http_url}/reverse", timeout=TIMEOUT)
@@ -73,7 +83,7 @@ def test_second_endpoint_under_gunicorn_conf():
         line = next(
             line for line in server.log().splitlines() if " subprotocol=reverse.v1 " in line
         )
-        assert line.endswith(" close=4000 by=server")
+        assert line.endswith(" close=4000 by=server times=3")
 
 
 def test_second_endpoint_under_python_app_py():
