@@ -93,3 +93,8 @@ def test_hello_over_tls_names_the_version_and_cipher(tls_server):
     assert hello["tls"] == {"version": ssl_object[0], "cipher": ssl_object[1]}
     assert ssl_object[0] in ("TLSv1.2", "TLSv1.3")
     assert isinstance(ws.socket, ssl.SSLSocket)
+
+
+def test_a_parameter_that_is_not_utf8_is_listed_as_ignored(server):
+    with RawClient(server.port, "/ws?hello&%ff%fe=1") as client:
+        assert hello_of(client)["ignored_parameters"] == ["\ufffd\ufffd"]

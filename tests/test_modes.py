@@ -165,7 +165,7 @@ def test_a_stream_stops_at_shutdown_with_1001():
         "close_after=1&code=1007", "close_after=1&code=1014", "close_in=9&code=3000",
         "close_in=9&code=4999", f"close_in=9&reason={quote('é' * 61)}x", "stream=1&size=0",
         "stream=64&size=1048576&rate=0.5", "stream=1000000&size=0&rate=10000", "stream=1&type=text",
-        "cachebuster=12345&_=1",
+        "cachebuster=12345&_=1", "x=%ff&stream=1&rate=0.01",
     ],
 )  # fmt: skip
 def test_values_at_their_bounds_are_accepted(server, query):
@@ -190,7 +190,8 @@ def test_values_at_their_bounds_are_accepted(server, query):
         ("stream=65&size=1048576", "stream=65 x size=1048576"), ("stream=1&rate=0", "rate="),
         ("stream=1&rate=10001", "rate="), ("stream=1&type=json", "type="),
         ("size=1", "size= needs"),
-        ("delay=1&delay=2", "delay= is given twice"), ("delay=%ff", "not UTF-8"),
+        ("delay=1&delay=2", "delay= is given twice"), ("delay=%ff", "delay=\ufffd: "),
+        ("close_in=1&reason=%ff", "reason=\ufffd: must be UTF-8"), ("stream=1&rate=0.009", "rate="),
         ("&".join(f"p{n}=1" for n in range(101)), "more than 100 query parameters"),
     ],
 )  # fmt: skip

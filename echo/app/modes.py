@@ -20,7 +20,7 @@ from ..protocol.errors import HandshakeRejected
 from ..protocol.excerpt import excerpt
 
 MAX_STREAM_BYTES = 64 << 20  # stream x size, per connection
-MAX_RATE = 10_000  # streamed messages per second
+MIN_RATE, MAX_RATE = 0.01, 10_000  # streamed messages per second
 MAX_QUERY_FIELDS = 100
 DEFAULT_STREAM_SIZE = 1024
 #: Close codes a server may send (RFC 6455 section 7.4, and the IANA registry).
@@ -84,8 +84,8 @@ def _rate(raw: str) -> float:
         value = float(raw) if raw.isascii() else math.nan
     except ValueError:
         value = math.nan
-    if not 0 < value <= MAX_RATE:
-        raise ValueError(f"must be a number of messages per second above 0, at most {MAX_RATE:,}")
+    if not MIN_RATE <= value <= MAX_RATE:
+        raise ValueError(f"must be a number of messages per second from {MIN_RATE} to {MAX_RATE:,}")
     return value
 
 
@@ -96,6 +96,8 @@ def _code(raw: str) -> int:
 
 
 def _reason(raw: str) -> str:
+    if "\ufffd" in raw:
+        raise ValueError("must be UTF-8, percent-encoded")
     if len(raw.encode()) > MAX_REASON:
         raise ValueError(f"must be at most {MAX_REASON} bytes of UTF-8")
     return raw
@@ -134,15 +136,15 @@ PARAMETERS = frozenset(_PARSERS) | {HELLO}
 def read_query(query: str) -> tuple[dict[str, str], list[str]]:
     """The query's test-mode parameters, and the names of the others (ignored).
 
-    ``HandshakeRejected`` for a query that is not UTF-8, has too many fields,
-    or names a parameter twice.
+    ``HandshakeRejected`` for a query with too many fields, or that names a
+    parameter twice.
     """
     try:
+        # Bytes that are not UTF-8 become U+FFFD: harmless in an ignored
+        # parameter, and refused in a mode's value (``_reason``; numbers are ASCII).
         pairs = parse_qsl(
-            query, keep_blank_values=True, errors="strict", max_num_fields=MAX_QUERY_FIELDS
+            query, keep_blank_values=True, errors="replace", max_num_fields=MAX_QUERY_FIELDS
         )
-    except UnicodeDecodeError:
-        raise _refuse("the query is not UTF-8 once percent-decoded") from None
     except ValueError:
         raise _refuse(f"more than {MAX_QUERY_FIELDS} query parameters") from None
     given: dict[str, str] = {}

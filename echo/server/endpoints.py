@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 Endpoint = Callable[["ServerConnection"], None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HandshakeRequest:
     """A handshake as it arrived, for an endpoint's ``check``, once the server accepts it.
 
