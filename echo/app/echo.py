@@ -14,7 +14,8 @@ import dataclasses
 from ..protocol.errors import HandshakeRejected
 from ..server.connection import ServerConnection
 from ..server.endpoints import HandshakeRequest
-from . import hello, modes
+from .hello import describe
+from .modes import HELLO, Modes, parse, read_query
 from .scripted import run_with_modes
 from .settings import EchoSettings
 
@@ -30,20 +31,20 @@ def echo(ws: ServerConnection) -> None:
         ws.send(message)
 
 
-def check(settings: EchoSettings, request: HandshakeRequest) -> modes.Modes | None:
+def check(settings: EchoSettings, request: HandshakeRequest) -> Modes | None:
     """The handshake's test modes (``None``: a plain echo); a 400 for a bad one."""
     query = request.environ.get("QUERY_STRING")
     if not query:
         return None
-    given, ignored = modes.read_query(query)
+    given, ignored = read_query(query)
     if not given:
         return None
     if not settings.test_modes:
         raise HandshakeRejected(
             "400 Bad Request", "test modes are turned off on this server", "test_mode"
         )
-    asked = modes.parse(given, request.settings.max_message_size)
-    if modes.HELLO not in given:
+    asked = parse(given, request.settings.max_message_size)
+    if HELLO not in given:
         return asked
-    description = hello.describe(request, asked.given, ignored, settings.hidden_headers)
+    description = describe(request, asked.given, ignored, settings.hidden_headers)
     return dataclasses.replace(asked, hello=description)
