@@ -69,21 +69,23 @@ def _whole(low: int, high: int, unit: str) -> Callable[[str], int]:
     return parse
 
 
-def _seconds(raw: str) -> float:
+def _number(raw: str) -> float:
+    """A decimal number, or NaN, which no bound admits."""
     try:
-        value = float(raw) if raw.isascii() else math.nan
+        return float(raw) if raw.isascii() else math.nan
     except ValueError:
-        value = math.nan
+        return math.nan
+
+
+def _seconds(raw: str) -> float:
+    value = _number(raw)
     if not 0.1 <= value <= 3600:  # NaN and infinities included
         raise ValueError("must be a number of seconds from 0.1 to 3,600")
     return value
 
 
 def _rate(raw: str) -> float:
-    try:
-        value = float(raw) if raw.isascii() else math.nan
-    except ValueError:
-        value = math.nan
+    value = _number(raw)
     if not MIN_RATE <= value <= MAX_RATE:
         raise ValueError(f"must be a number of messages per second from {MIN_RATE} to {MAX_RATE:,}")
     return value
