@@ -202,16 +202,22 @@ class ServerProcess:
         """Open connections until each of ``workers`` workers holds one (all have booted)."""
         wait_for(lambda: len(self.worker_pids()) == workers, what=f"{workers} workers")
         serving: set[int] = set()
-        with contextlib.ExitStack() as clients:
-            for _ in range(50 * workers):
-                ws = clients.enter_context(connect(self.ws_url))
-                ws.send("ready?")
-                assert ws.recv() == "ready?"
-                port = ws.socket.getsockname()[1]
-                serving |= {pid for pid in self.worker_pids() if holds_connection(pid, port)}
-                if len(serving) == workers:
-                    return
-        raise AssertionError(f"only {len(serving)} of {workers} workers took connections")
+
+        def each_took_one() -> bool:
+            # A worker still booting (importing the app) takes none: hold up
+            # to 50 a worker at once, and try again until the last has booted.
+            with contextlib.ExitStack() as clients:
+                for _ in range(50 * workers):
+                    ws = clients.enter_context(connect(self.ws_url))
+                    ws.send("ready?")
+                    assert ws.recv() == "ready?"
+                    port = ws.socket.getsockname()[1]
+                    serving.update(pid for pid in self.worker_pids() if holds_connection(pid, port))
+                    if len(serving) == workers:
+                        return True
+            return False
+
+        wait_for(each_took_one, what=f"each of {workers} workers to take a connection")
 
     def worker_pid(self) -> int:
         (pid,) = self.worker_pids()

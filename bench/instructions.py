@@ -1,0 +1,138 @@
+"""Instructions per handshake and per round trip, counted by valgrind's callgrind.
+
+CPU time on a shared machine moves by a factor of two within an hour; the
+count of a server's instructions repeats to about 0.1 % whatever else runs.
+Each server (this one's gunicorn worker, and the gevent floor of
+``bench/peers.py``) runs under callgrind three times: with H handshakes and
+R round trips, with 3H and R, and with H and 3R. The differences, divided by
+2H and 2R, are the instructions of one handshake (open, upgrade, Close
+answered, closed) and of one 32-byte round trip; start-up, imports, warm-up
+and shutdown cancel out. The kernel's work is not counted, nor is gunicorn's
+master (it only forks the worker).
+
+    .venv/bin/python -m bench.instructions     # about 5 minutes
+
+No health check reaches the servers (each would add instructions of its
+own): the first client waits in the listening socket's backlog until the
+server accepts.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.rawws import OP_CLOSE, OP_TEXT, close_payload, encode_frame, handshake_request
+from tests.servers import GUNICORN, ROOT, free_port, remove_scratch, scratch_dir
+
+HANDSHAKES, ROUND_TRIPS = 200, 2000
+CLOSE = encode_frame(OP_CLOSE, close_payload(1000))
+BOOT = 600.0  # seconds a server may take to start under callgrind
+SERVERS = {
+    "echo": [*GUNICORN, "--timeout", "0", "--workers", "1"],
+    "gevent floor": [sys.executable, "-m", "bench.peers", "gevent"],
+}
+
+
+def _read_until(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise EOFError(f"closed after {len(data)} of {size} bytes")
+        data += chunk
+    return data
+
+
+def _connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=BOOT)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.sendall(handshake_request(port))
+    head = b""
+    while b"\r\n\r\n" not in head:
+        if not (chunk := sock.recv(4096)):
+            raise EOFError("closed during the handshake")
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    return sock
+
+
+def handshakes(port: int, count: int) -> None:
+    for _ in range(count):
+        with _connect(port) as sock:
+            sock.sendall(CLOSE)
+            _read_until(sock, 4)  # the server's Close: 2 bytes of header, 2 of code
+            sock.recv(1)  # and its end of the connection
+
+
+def round_trips(port: int, count: int) -> None:
+    payload = base64.b64encode(os.urandom(24))  # 32 bytes of text
+    frame = encode_frame(OP_TEXT, payload)
+    with _connect(port) as sock:
+        for _ in range(count):
+            sock.sendall(frame)
+            assert _read_until(sock, 2 + len(payload))[2:] == payload
+        sock.sendall(CLOSE)
+        _read_until(sock, 4)
+
+
+def instructions(command: list[str], handshake_count: int, round_trip_count: int) -> int:
+    """The instructions of the serving process (the worker, or the floor's one process)."""
+    scratch = scratch_dir("echo-callgrind-")
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "TMPDIR": str(scratch), "HOST": "127.0.0.1"}
+    valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={scratch}/out.%p"]
+    with open(scratch / "server.log", "wb") as log:
+        process = subprocess.Popen(
+            [*valgrind, *command], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        handshakes(port, handshake_count)
+        round_trips(port, round_trip_count)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(BOOT)
+    counts = {path: _total(path) for path in scratch.glob("out.*")}
+    # gunicorn's master writes a file too: the worker is the process that served.
+    return max(counts.values())
+
+
+def _total(path: Path) -> int:
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise ValueError(f"no total in {path}")
+
+
+def main() -> int:
+    started = time.monotonic()
+    results = {}
+    for name, command in SERVERS.items():
+        base = instructions(command, HANDSHAKES, ROUND_TRIPS)
+        more_handshakes = instructions(command, 3 * HANDSHAKES, ROUND_TRIPS)
+        more_round_trips = instructions(command, HANDSHAKES, 3 * ROUND_TRIPS)
+        results[name] = (
+            (more_handshakes - base) / (2 * HANDSHAKES),
+            (more_round_trips - base) / (2 * ROUND_TRIPS),
+        )
+    floor = results["gevent floor"]
+    print("| Server | instructions per handshake | per 32 B round trip |")
+    print("| --- | ---: | ---: |")
+    for name, (handshake, round_trip) in results.items():
+        print(
+            f"| {name} | {handshake:,.0f} ({handshake / floor[0]:.2f}x the floor)"
+            f" | {round_trip:,.0f} ({round_trip / floor[1]:.2f}x) |"
+        )
+    print(f"({time.monotonic() - started:.0f} s)")
+    remove_scratch()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
