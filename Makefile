@@ -17,7 +17,7 @@ endif
 endif
 endif
 
-.PHONY: run test conformance soak bench lint format screenshot system-packages clean
+.PHONY: run test conformance soak bench instructions lint format screenshot system-packages clean
 
 run: $(VENV)/.runtime
 	$(BIN)/gunicorn -c gunicorn.conf.py
@@ -48,6 +48,12 @@ soak: $(VENV)/.dev
 # This server against python websockets and a raw TCP echo; bench/results.md.
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench.run
+
+# Instructions per handshake and per round trip, this server against the gevent
+# floor, counted by valgrind (repeatable on a busy machine); about 2 minutes.
+instructions: $(VENV)/.dev
+	@command -v valgrind >/dev/null || (apt-get update && apt-get install -y valgrind)
+	$(BIN)/python -m bench.instructions
 
 # The browser, proxy and TLS tests use Debian's chromium, nginx and openssl;
 # the systemd unit is checked by systemd-analyze.

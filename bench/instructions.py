@@ -13,8 +13,8 @@ master (it only forks the worker).
     .venv/bin/python -m bench.instructions     # about 5 minutes
 
 No health check reaches the servers (each would add instructions of its
-own): the first client waits in the listening socket's backlog until the
-server accepts.
+own): once the port listens (read from /proc/net/tcp), the first client
+waits in the listening socket's backlog until the worker accepts.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from tests.rawws import OP_CLOSE, OP_TEXT, close_payload, encode_frame, handshake_request
-from tests.servers import GUNICORN, ROOT, free_port, remove_scratch, scratch_dir
+from tests.servers import GUNICORN, ROOT, free_port, remove_scratch, scratch_dir, wait_for
 
 HANDSHAKES, ROUND_TRIPS = 200, 2000
 CLOSE = encode_frame(OP_CLOSE, close_payload(1000))
@@ -38,6 +38,15 @@ SERVERS = {
     "echo": [*GUNICORN, "--timeout", "0", "--workers", "1"],
     "gevent floor": [sys.executable, "-m", "bench.peers", "gevent"],
 }
+
+
+def _listening(port: int) -> bool:
+    """Whether a socket listens on ``port`` (/proc/net/tcp state 0A), asked without connecting."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
+            return True
+    return False
 
 
 def _read_until(sock: socket.socket, size: int) -> bytes:
@@ -93,6 +102,7 @@ def instructions(command: list[str], handshake_count: int, round_trip_count: int
             [*valgrind, *command], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
     try:
+        wait_for(lambda: _listening(port), timeout=BOOT, what="the server to listen")
         handshakes(port, handshake_count)
         round_trips(port, round_trip_count)
     finally:
