@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import struct
@@ -72,6 +73,35 @@ def test_session_line_counts_traffic_and_who_closed(server):
         r" compression=permessage-deflate in=2/8B out=2/8B close=4000 by=client$",
         line,
     ), line
+
+
+def test_a_logconfig_of_ones_own_formats_the_access_lines(tmp_path):
+    """The access log writes its lines itself only to plain handlers; a logconfig keeps its say."""
+    config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"tagged": {"format": "ACCESS %(message)s"}},
+        "handlers": {
+            "tagged": {
+                "class": "logging.StreamHandler",
+                "formatter": "tagged",
+                "stream": "ext://sys.stdout",
+            },
+            "console": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"},
+        },
+        "root": {"level": "INFO", "handlers": ["console"]},
+        "loggers": {"gunicorn.access": {"handlers": ["tagged"], "propagate": False}},
+    }
+    path = tmp_path / "logconfig.json"
+    path.write_text(json.dumps(config))
+    with ServerProcess([*GUNICORN, "--log-config-json", str(path)]) as server:
+        agent = f"test-{uuid.uuid4()}"
+        with connect(server.ws_url, user_agent_header=agent) as ws:
+            ws.send("tagged")
+            ws.recv()
+        line = server.log_line(agent)
+        assert line.startswith("ACCESS 127.0.0.1 - - ["), line
+        assert " close=1000 by=client" in line
 
 
 def test_dev_server_logs_each_session_when_it_ends():

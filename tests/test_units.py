@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import random
 import zlib
 
 import pytest
+from gunicorn.config import Config
 
 from echo.app.settings import EchoSettings
 from echo.protocol import frames
 from echo.protocol.deflate import Deflate, Parameters
 from echo.protocol.errors import InvalidUTF8, MessageTooBig, ProtocolError
 from echo.protocol.reader import Close, Message, MessageReader, Ping
+from echo.server.access_log import AccessLogger, plain_handlers
 from echo.server.settings import ConfigError, Settings
 
 from .rawws import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, encode_frame, mask_bytes
@@ -328,3 +331,14 @@ def test_reader_starts_with_the_pending_bytes():
     assert reader.read_event() == Message(b"xyz", 3)
     with pytest.raises(EOFError):
         reader.read_event()
+
+
+def test_access_lines_skip_logging_only_where_the_handlers_write_the_message_as_it_is():
+    config = Config()
+    config.set("accesslog", "-")
+    logger = AccessLogger(config)
+    assert plain_handlers(logger.access_log) == logger.access_log.handlers  # gunicorn's own
+    logger.access_log.handlers[0].setFormatter(logging.Formatter("ACCESS %(message)s"))
+    assert plain_handlers(logger.access_log) is None
+    config.set("accesslog", None)
+    assert plain_handlers(AccessLogger(config).access_log) is None  # no handler: nothing to write
