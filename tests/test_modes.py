@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
+import struct
 import threading
 import time
 import urllib.request
@@ -230,3 +232,23 @@ def test_refused_test_modes_are_counted_as_rejected_handshakes(server):
     assert refusal(server, "delay=x")[0] == 400
     after = server.metric("echo_handshakes_total", result="rejected", reason="test_mode")
     assert after == before + 1
+
+
+def test_a_stream_to_a_client_that_never_reads_ends_with_the_keepalive(gunicorn_server):
+    server = gunicorn_server(
+        ECHO_READ_TIMEOUT="0.5", ECHO_PING_INTERVAL="0.5", ECHO_PING_TIMEOUT="1"
+    )
+    agent = f"test-{uuid.uuid4()}"
+    with RawClient(server.port, "/ws?stream=1000&size=65536", rcvbuf=4096, User_Agent=agent):
+        line = server.log_line(agent)  # written once the server has given up on it
+    assert re.search(r" out=\d+/\d+B close=1011 by=server modes=stream$", line), line
+
+
+def test_a_client_that_vanishes_with_echoes_waiting_is_logged_as_gone(server):
+    agent = f"test-{uuid.uuid4()}"
+    client = RawClient(server.port, "/ws?delay=30000", User_Agent=agent)
+    client.send(OP_TEXT, b"never echoed")
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()  # a reset: gone without a Close
+    line = server.log_line(agent)
+    assert re.search(r" out=0/0B close=1006 by=client modes=delay dropped=[01]$", line), line
