@@ -177,6 +177,14 @@ class AccessLogger(glogging.Logger):
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> Atoms:
         return Atoms(self, resp, req, environ, request_time)
 
+    _plain_handlers: list[logging.StreamHandler] | None = None
+
+    def setup(self, cfg: Any) -> None:
+        """gunicorn's, then whether the access lines can skip ``logging`` (as gunicorn
+        settles ``access_log_enabled`` here: a configuration reload runs it again)."""
+        super().setup(cfg)
+        self._plain_handlers = plain_handlers(self.access_log)
+
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> None:
         """gunicorn's, with the line written straight to plain handlers.
 
@@ -190,7 +198,7 @@ class AccessLogger(glogging.Logger):
         """
         if not self.access_log_enabled:
             return
-        handlers = plain_handlers(self.access_log)
+        handlers = self._plain_handlers
         if handlers is None:
             super().access(resp, req, environ, request_time)
             return

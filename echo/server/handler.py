@@ -217,7 +217,7 @@ class UpgradeHandler(WebSocketHandler):
         self.status = self._orig_status = "101 Switching Protocols"
         self.code, self.headers_sent = 101, True
         response = handshake.switching_protocols(
-            environ, [*agreement.response_headers(), (SERVED_BY, settings.served_by)]
+            environ, [*agreement.response_headers(), (SERVED_BY, self.server.served_by)]
         )
         self.response_length = len(response)
         ws.open(self._take_over_input(), response)
@@ -339,14 +339,14 @@ class UpgradeHandler(WebSocketHandler):
         head = (
             f"HTTP/1.1 {status}\r\nConnection: close\r\n"
             f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
-            f"{SERVED_BY}: {self.settings.served_by}\r\n\r\n"
+            f"{SERVED_BY}: {self.server.served_by}\r\n\r\n"
         ).encode()
         self.response_length = len(head) + len(body)  # for the access log, as pywsgi leaves 0
         return status, head + body
 
     def start_response(self, status: str, headers: Headers, exc_info: Any = None) -> Any:
         """pywsgi's, with ``X-Served-By`` (gevent-websocket's adds nothing for plain HTTP)."""
-        served_by = (SERVED_BY, self.settings.served_by)
+        served_by = (SERVED_BY, self.server.served_by)
         return WSGIHandler.start_response(self, status, [*headers, served_by], exc_info)
 
     def _respond(self, status: str, reason: str, headers: Headers) -> None:

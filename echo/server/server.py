@@ -58,6 +58,8 @@ class WebSocketServer(WSGIServer):
         super().__init__(*args, **kwargs)
         self.endpoints = Endpoints.of(self.application)
         self.settings: Settings = self.endpoints.settings
+        # Made in the process that serves (a worker is forked before): its pid.
+        self.served_by = self.settings.served_by
         pool_size = self.pool.size if self.pool is not None else None
         limit = self.settings.max_websockets
         if limit is not None and pool_size is not None and limit >= pool_size:
