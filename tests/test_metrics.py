@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from prometheus_client import CollectorRegistry, multiprocess
 from websockets.sync.client import connect
 
 from .rawws import handshake_request, http_exchange
@@ -59,6 +60,39 @@ def test_traffic_and_close_codes_counted_when_sessions_end(server):
     assert delta("echo_messages_total", direction="out") == 2
     assert delta("echo_message_bytes_total", direction="in") == 105
     assert delta("echo_message_bytes_total", direction="out") == 105
+
+
+def test_a_scrape_shows_its_own_workers_counts_at_once(server):
+    # Counts are written at most once a second (echo/server/metrics.py,
+    # Batch), but the worker answering a scrape writes its own first.
+    before = server.metrics()
+    with connect(server.ws_url) as ws:
+        ws.send("x")
+        ws.recv()
+    after = server.metrics()  # one scrape, no waiting
+    accepted = ("echo_handshakes_total", (("reason", "ok"), ("result", "accepted")))
+    closed = ("echo_closes_total", (("by", "client"), ("code", "1000")))
+    messages = ("echo_messages_total", (("direction", "in"),))
+    for key in (accepted, closed, messages):
+        assert after.get(key, 0) - before.get(key, 0) == 1, key
+
+
+def test_counts_of_a_workers_last_second_are_written_when_it_stops(tmp_path):
+    # Within its last second a worker's counts are still in memory: a
+    # graceful stop writes them before the worker exits.
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    with ServerProcess(GUNICORN, env) as server:
+        for _ in range(3):
+            with connect(server.ws_url):
+                pass
+        server.terminate()
+        assert server.wait_exit() == 0
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(tmp_path))
+    value = registry.get_sample_value(
+        "echo_handshakes_total", {"result": "accepted", "reason": "ok"}
+    )
+    assert value == 3
 
 
 def test_ping_round_trip_time_observed(gunicorn_server):

@@ -6,7 +6,11 @@ and any worker can serve the sum. Without it (``python app.py``) the values
 live in the one process.
 
 Traffic counters are bumped per session (at each keepalive pong and at the
-end), not per message, to keep the echo path free of bookkeeping.
+end), not per message, to keep the echo path free of bookkeeping. And the
+counts of connections, handshakes, closes and traffic are kept in the worker
+(``Batch``) and written at most once a second: ``/metrics`` may lag a worker
+by a second, except the worker that answers the scrape, which writes its own
+first.
 
 The children every connection uses are made at import, in the worker: that
 opens each per-process file then, not at the first connection, when file
@@ -16,7 +20,9 @@ descriptors may have run out (a failing metric would end the session).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import gevent
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -61,12 +67,58 @@ PING_RTT = Histogram(
 )
 
 
-_ACCEPTED = HANDSHAKES.labels("accepted", "ok")
-_TRAFFIC = (MESSAGES.labels("in"), BYTES.labels("in"), MESSAGES.labels("out"), BYTES.labels("out"))
+# Made now, in the worker: each child opens its per-process file (see above).
+HANDSHAKES.labels("accepted", "ok")
+_TRAFFIC = ((MESSAGES, ("in",)), (BYTES, ("in",)), (MESSAGES, ("out",)), (BYTES, ("out",)))
+for _metric, _labels in _TRAFFIC:
+    _metric.labels(*_labels)
+
+#: Seconds a worker's counts may wait before they are written (``Batch``).
+FLUSH_INTERVAL = 1.0
+
+
+class Batch:
+    """Counts kept in the worker, written to prometheus_client at most once a second.
+
+    In multiprocess mode every increment takes a lock and writes to the
+    worker's file: the four of each connection cost about 53k of a
+    handshake's 740k instructions (bench/README.md). Here an increment adds
+    to a dict; a one-shot timer, started by the first count after a write,
+    writes them all ``FLUSH_INTERVAL`` later. ``render`` writes this worker's
+    first, and the worker writes what is left when it exits.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[Any, tuple[str, ...]], float] = {}
+        self._timer: Any = None
+
+    def add(self, metric: Any, labels: tuple[str, ...] = (), amount: float = 1) -> None:
+        """Add ``amount`` (negative for a gauge going down) to ``metric`` with ``labels``."""
+        key = (metric, labels)
+        pending = self._pending
+        pending[key] = pending.get(key, 0) + amount
+        if self._timer is None:
+            self._timer = gevent.get_hub().loop.timer(FLUSH_INTERVAL)
+            self._timer.start(self.flush)
+
+    def flush(self) -> None:
+        """Write every pending count now."""
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
+        pending, self._pending = self._pending, {}
+        for (metric, labels), amount in pending.items():
+            if amount:  # a connection opened and closed within the second: nothing to write
+                (metric.labels(*labels) if labels else metric).inc(amount)
+
+
+#: This process's pending counts.
+BATCH = Batch()
 
 
 def render() -> tuple[bytes, str]:
     """The exposition text (summed over workers in multiprocess mode) and its content type."""
+    BATCH.flush()
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
@@ -76,11 +128,11 @@ def render() -> tuple[bytes, str]:
 
 
 def handshake_rejected(reason: str) -> None:
-    HANDSHAKES.labels("rejected", reason).inc()
+    BATCH.add(HANDSHAKES, ("rejected", reason))
 
 
 def request_unserved(reason: str) -> None:
-    UNSERVED.labels(reason).inc()
+    BATCH.add(UNSERVED, (reason,))
 
 
 def set_websocket_limit(limit: int | None) -> None:
@@ -93,8 +145,8 @@ class SessionMetrics:
     def __init__(self, ws: ServerConnection) -> None:
         self._ws = ws
         self._recorded = (0, 0, 0, 0)
-        _ACCEPTED.inc()
-        OPEN_CONNECTIONS.inc()
+        BATCH.add(HANDSHAKES, ("accepted", "ok"))
+        BATCH.add(OPEN_CONNECTIONS)
         ws.when_closed(self._closed)
 
     def pong(self, rtt: float) -> None:
@@ -103,14 +155,14 @@ class SessionMetrics:
 
     def _closed(self) -> None:
         self._record_traffic()
-        OPEN_CONNECTIONS.dec()
-        CLOSES.labels(str(self._ws.close_code), self._ws.closed_by).inc()
+        BATCH.add(OPEN_CONNECTIONS, (), -1)
+        BATCH.add(CLOSES, (str(self._ws.close_code), self._ws.closed_by))
 
     def _record_traffic(self) -> None:
-        """Add what changed: each increment of a multiprocess value takes a lock and a write."""
+        """Add what changed since the last time."""
         ws = self._ws
         now = (ws.messages_in, ws.bytes_in, ws.messages_out, ws.bytes_out)
-        for counter, was, value in zip(_TRAFFIC, self._recorded, now, strict=True):
+        for (counter, labels), was, value in zip(_TRAFFIC, self._recorded, now, strict=True):
             if value != was:
-                counter.inc(value - was)
+                BATCH.add(counter, labels, value - was)
         self._recorded = now

@@ -16,7 +16,7 @@ from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventResponse, PyWSGIHandler
 
-from . import memory
+from . import memory, metrics
 from .access_record import AccessRecord, AccessWriter
 from .connection import ServerConnection
 from .handler import UpgradeHandler
@@ -139,6 +139,7 @@ class WebSocketWorker(GeventWebSocketWorker):
             super().run()
         finally:
             self._served = True
+            metrics.BATCH.flush()  # the counts of the last second
 
     def handle_quit(self, sig: int, frame: FrameType | None) -> None:
         """Quick shutdown (SIGQUIT, SIGINT): a Close frame where one can go now, then exit.
