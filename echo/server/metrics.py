@@ -23,7 +23,6 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import gevent
-
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
