@@ -7,16 +7,18 @@ import logging
 import os
 import random
 import zlib
+from datetime import timedelta
 
 import pytest
 from gunicorn.config import Config
+from gunicorn.workers.ggevent import GeventResponse
 
 from echo.app.settings import EchoSettings
 from echo.protocol import frames
 from echo.protocol.deflate import Deflate, Parameters
 from echo.protocol.errors import InvalidUTF8, MessageTooBig, ProtocolError
 from echo.protocol.reader import Close, Message, MessageReader, Ping
-from echo.server.access_log import AccessLogger, plain_handlers
+from echo.server.access_log import AccessLogger, Atoms, LineFormat, plain_handlers
 from echo.server.settings import ConfigError, Settings
 
 from .rawws import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, encode_frame, mask_bytes
@@ -342,3 +344,44 @@ def test_access_lines_skip_logging_only_where_the_handlers_write_the_message_as_
     assert plain_handlers(logger.access_log) is None
     config.set("accesslog", None)
     assert plain_handlers(AccessLogger(config).access_log) is None  # no handler: nothing to write
+
+
+@pytest.mark.parametrize(
+    "agent",
+    ["curl/8", 'say "hi"', "back\\slash", "tab\there", "c1 \x9b31m", "é", "\x7f", ""],
+)
+def test_a_compiled_access_format_writes_the_line_formatting_by_name_writes(agent):
+    fmt = (
+        '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s %(B)s "%(f)s" "%(a)s" %(L)ss %(D)s %(T)s '
+        "%(M)s %(p)s %(m)s %(U)s %(q)s %(H)s %({user-agent}i)s %({X-Served-By}o)s "
+        '%({echo.session}e)s %({host}e)s %(nonesuch)s 100%% "%({missing}i)s"'
+    )
+    config = Config()
+    config.set("access_log_format", fmt)
+    logger = AccessLogger(config)
+    environ = {
+        "REMOTE_ADDR": "10.0.0.1",
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": "/ws?x=1",
+        "PATH_INFO": "/ws",
+        "QUERY_STRING": "x=1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "h",
+        "HTTP_USER_AGENT": agent,
+        "echo.session": f"id=1 note={agent}",
+    }
+    response = GeventResponse("101 Switching Protocols", [(b"X-Served-By", b"vm/1")], 151)
+    headers = [("Host", "h"), ("User-Agent", agent)]
+
+    def atoms() -> Atoms:
+        return Atoms(logger, response, headers, environ, timedelta(seconds=1.25))
+
+    compiled = LineFormat.compile(fmt)
+    assert compiled is not None
+    assert compiled.line(atoms()) == fmt % atoms()
+
+
+def test_a_format_with_other_directives_is_not_compiled():
+    assert LineFormat.compile("%(b)d bytes") is None
+    assert LineFormat.compile("%s") is None
+    assert LineFormat.compile("no atoms at all") is not None

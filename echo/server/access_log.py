@@ -13,6 +13,10 @@ C1) becomes ``\\xHH`` and a backslash ``\\\\``, so no request can forge a log
 line or send escape sequences to an operator's terminal; a double quote
 becomes ``\\"``, as gunicorn writes it.
 
+Where the line is written without ``logging`` (``plain_handlers``), the
+format is compiled once (``LineFormat``): an atom function per ``%(name)s``,
+and one check of the whole line for anything to escape.
+
 Set ``logger_class = "echo.server.access_log.AccessLogger"`` (gunicorn.conf.py does).
 """
 
@@ -137,6 +141,66 @@ _ATOMS: dict[str, Callable[[Atoms], Any]] = {
 }
 
 
+_DIRECTIVE = re.compile(r"(%%|%\([^)]*\)s)")  # what LineFormat understands of a format
+
+
+class LineFormat:
+    """An access-log format compiled once: its text, and the atom of each ``%(name)s``.
+
+    Formatting by name looks each atom up through ``Atoms.__missing__`` and
+    escapes each value with a regular expression: about 100k instructions a
+    line, an eighth of a handshake (bench/README.md). Here each atom is
+    called directly, and the line is escaped only if a check of the whole
+    line, in C, finds a character to escape in it.
+    """
+
+    def __init__(self, template: str, atoms: list[Callable[[Atoms], Any]]) -> None:
+        self._template = template  # the format with %s for each atom
+        self._atoms = atoms
+        # What the format's own text holds: more of them in a line came from a value.
+        self._quotes, self._backslashes = template.count('"'), template.count("\\")
+        self._printable = template.isascii() and template.isprintable()
+
+    @classmethod
+    def compile(cls, text: str) -> LineFormat | None:
+        """``text`` compiled; ``None`` if it has a directive other than ``%(name)s`` or ``%%``."""
+        template, atoms = [], []
+        # The pieces alternate: text, a directive, text, ...
+        for index, piece in enumerate(_DIRECTIVE.split(text)):
+            if index % 2 and piece != "%%":
+                template.append("%s")
+                atoms.append(_atom(piece[2:-2]))
+            elif index % 2 or "%" not in piece:
+                template.append(piece)
+            else:
+                return None
+        return cls("".join(template), atoms)
+
+    def line(self, atoms: Atoms) -> str:
+        values = tuple([atom(atoms) for atom in self._atoms])
+        line = self._template % values
+        if (
+            self._printable
+            and line.isascii()
+            and line.isprintable()
+            and line.count('"') == self._quotes
+            and line.count("\\") == self._backslashes
+        ):
+            return line
+        return self._template % tuple([escape(v) if isinstance(v, str) else v for v in values])
+
+
+def _atom(name: str) -> Callable[[Atoms], Any]:
+    """What computes ``%(name)s``, as ``Atoms`` finds it."""
+    compute = _ATOMS.get(name)
+    if compute is not None:
+        return compute
+    if name.startswith("{") and len(name) > 3 and name[-2] == "}":
+        key, kind = name[1:-2].lower(), name[-1]
+        return lambda atoms: atoms._named(key, kind)
+    return lambda atoms: "-"
+
+
 _MESSAGE_ONLY = "%(message)s"  # gunicorn's access format: the line is the message
 _PLAIN_HANDLERS = (logging.StreamHandler, logging.FileHandler)  # exactly these, not subclasses
 
@@ -179,11 +243,14 @@ class AccessLogger(glogging.Logger):
 
     _plain_handlers: list[logging.StreamHandler] | None = None
 
+    _line_format: LineFormat | None = None
+
     def setup(self, cfg: Any) -> None:
-        """gunicorn's, then whether the access lines can skip ``logging`` (as gunicorn
-        settles ``access_log_enabled`` here: a configuration reload runs it again)."""
+        """gunicorn's, then whether the access lines can skip ``logging``, and their format
+        compiled (as gunicorn settles ``access_log_enabled`` here: a reload runs it again)."""
         super().setup(cfg)
         self._plain_handlers = plain_handlers(self.access_log)
+        self._line_format = LineFormat.compile(cfg.access_log_format)
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> None:
         """gunicorn's, with the line written straight to plain handlers.
@@ -203,7 +270,12 @@ class AccessLogger(glogging.Logger):
             super().access(resp, req, environ, request_time)
             return
         try:
-            line = self.cfg.access_log_format % self.atoms(resp, req, environ, request_time)
+            atoms = self.atoms(resp, req, environ, request_time)
+            line_format = self._line_format
+            if line_format is not None:
+                line = line_format.line(atoms)
+            else:
+                line = self.cfg.access_log_format % atoms
             for handler in handlers:
                 with handler.lock:
                     handler.stream.write(line + handler.terminator)
