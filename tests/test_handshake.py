@@ -11,7 +11,14 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from .rawws import OP_BINARY, RawClient, encode_frame, handshake_request, http_exchange
+from .rawws import (
+    OP_BINARY,
+    RawClient,
+    encode_frame,
+    handshake_request,
+    http_exchange,
+    read_response,
+)
 from .servers import TIMEOUT
 
 
@@ -148,3 +155,38 @@ def test_refused_handshake_with_frames_behind_it_still_reads_its_answer(
             answer += chunk
     assert answer.startswith(f"HTTP/1.1 {status} ".encode())
     assert answer.endswith(b"\n") and b"\r\n\r\n" in answer
+
+
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+KEPT_ALIVE = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "body"),
+    [
+        ("/ws", {}, b""),
+        ("/ws", {"Sec_WebSocket_Extensions": "permessage-deflate"}, b""),
+        ("/ws", {"Sec_WebSocket_Key": "nope"}, b""),
+        ("/ws", {"Sec_WebSocket_Version": "8"}, b""),
+        ("/ws", {"Sec_WebSocket_Extensions": "permessage-deflate; x=1, y"}, b""),
+        ("/ws", {"Content_Length": "5"}, b"hello"),
+        ("/elsewhere", {}, b""),
+    ],
+)
+def test_a_handshake_is_answered_alike_at_once_and_after_a_kept_alive_request(
+    server, path, headers, body
+):
+    """A connection's first request, arrived whole, is served without pywsgi; a
+    second one on a kept-alive connection goes through it: the same answer."""
+    request = handshake_request(server.port, path, **{"Sec_WebSocket_Key": KEY, **headers}) + body
+    answers = []
+    for before in (b"", KEPT_ALIVE):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+            sock.sendall(before + request)
+            if before:
+                assert read_response(sock)[0].startswith(b"HTTP/1.1 200 ")
+            answers.append(read_response(sock))
+    (first_head, first_body), (second_head, second_body) = answers
+    assert sorted(first_head.split(b"\r\n")) == sorted(second_head.split(b"\r\n"))
+    assert first_body == second_body
+    assert first_head.startswith((b"HTTP/1.1 101 ", b"HTTP/1.1 400 ", b"HTTP/1.1 404 "))

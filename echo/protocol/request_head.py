@@ -95,6 +95,25 @@ def read_header_lines(rfile: BinaryIO, request_line: bytes) -> list[bytes]:
             )
 
 
+def whole_head(data: bytes) -> bytes | None:
+    """The request head that ``data`` starts with, if it is all there and within the limits.
+
+    ``None`` otherwise, for ``read_header_lines`` to read it as it comes (and
+    to answer 414 or 431 where it is too long).
+    """
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    head = data[: end + 4]
+    if (
+        len(head) > MAX_HEAD
+        or head.find(b"\n") + 1 >= MAX_REQUEST_LINE
+        or head.count(b"\n") > MAX_FIELDS + 2
+    ):
+        return None
+    return head
+
+
 def parse(lines: list[bytes]) -> RequestHead:
     """The head made of ``lines`` (request line first, blank line last), strictly parsed."""
     head = RequestHead()

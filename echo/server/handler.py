@@ -9,6 +9,11 @@ The endpoint is called directly, without the application's dispatch, which
 cost more than the rest of the handshake (bench/README.md). Everything else
 goes to the application.
 
+A handshake that arrives whole in its first segment, as nearly all do, is
+served without pywsgi's request machinery (``_upgrade_at_once``): its head
+is peeked from the socket, parsed, and read off only if it is a WebSocket
+handshake; anything else is left in the socket for pywsgi to read as usual.
+
 After the upgrade the handler returns the session to run (``session.run``)
 with an access-log record of the handshake, and ``WebSocketServer`` runs it
 with the handler gone: a connection that stays open for days holds none of
@@ -19,13 +24,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
 import gevent
+from gevent import socket as gevent_socket
 from gevent.pywsgi import Input, WSGIHandler
 from geventwebsocket.handler import WebSocketHandler
 
@@ -38,11 +46,13 @@ from .connection import ServerConnection
 from .endpoints import Endpoint, HandshakeRequest, Route
 from .errors import Evicted, RequestTimeout
 from .settings import Settings
-from .sockets import send_all
+from .sockets import discard, send_all
 
 log = logging.getLogger(__name__)
 
 _TAKE_OVER_CHUNK = 64 * 1024
+# Bytes peeked for a whole handshake: one is a few hundred; a longer head goes through pywsgi.
+_PEEK = 4096
 #: The header naming the instance and worker that served a response (``Settings.served_by``).
 SERVED_BY = "X-Served-By"
 # The headers of no request (gunicorn's access log reads the headers of any request).
@@ -55,6 +65,12 @@ class UpgradeHandler(WebSocketHandler):
     headers: request_head.RequestHead | Any = _NO_HEAD
     _session: Callable[[], None] | None = None  # after an upgrade, what handle() returns
     _linger_after = False  # a handshake was refused: drain what the client still sends
+
+    def __init__(self, sock: Any, address: Any, server: Any) -> None:
+        # pywsgi's makes its buffered reader here; a handshake served at once
+        # needs none, so handle() makes it only for requests pywsgi reads.
+        self.socket, self.client_address, self.server = sock, address, server
+        self.rfile: Any = None
 
     @property
     def settings(self) -> Settings:
@@ -72,8 +88,57 @@ class UpgradeHandler(WebSocketHandler):
         self.socket.settimeout(self.settings.read_timeout or None)
         self._budget = fairness.Budget()
         self._deadline: gevent.Timeout | None = None
-        super().handle()
+        if not self._upgrade_at_once():
+            self.rfile = self.socket.makefile("rb", -1)
+            super().handle()
         return self._session
+
+    def _upgrade_at_once(self) -> bool:
+        """Serve a WebSocket handshake that has arrived whole, without pywsgi; whether it did.
+
+        pywsgi's request path (its buffered reader, the request line and
+        header lines read one by one, its response machinery) was a third of
+        a handshake's cost (bench/README.md). A whole head is peeked from the
+        socket; a handshake is read off it and answered here, the same checks
+        and the same answers. Anything else (plain HTTP, a head that is not
+        all there yet or does not parse, TLS, which cannot peek) stays in the
+        socket for pywsgi. ``True`` also when there is nothing to serve: the
+        client left, stayed silent past ``read_timeout``, or was ended to make
+        room, which pywsgi too closes without an answer.
+        """
+        sock = self.socket
+        if type(sock) is not gevent_socket.socket:  # TLS
+            return False
+        self.server.unfinished.started()  # the first to end when the pool is full
+        try:
+            arrived = sock.recv(_PEEK, socket.MSG_PEEK)  # waits within the socket's timeout
+        except (OSError, Evicted):
+            return True
+        finally:
+            self.server.unfinished.finished()
+        head = request_head.whole_head(arrived)
+        if head is None or b"websocket" not in head.lower():
+            return not arrived
+        try:
+            parsed = request_head.parse([head])
+        except BadRequest:
+            return False  # pywsgi reads it again, and answers why
+        self._take_head(parsed, head[: head.index(b"\n")].decode("latin-1"))
+        self.environ = self.get_environ()
+        if not handshake.is_requested(self.environ):
+            return False
+        self.time_start = time.time()
+        self.response_length = 0
+        try:
+            discard(sock, len(head))  # the head, read now
+        except (OSError, EOFError):
+            return True  # reset since it was peeked
+        self._upgrade()
+        if self._session is None:  # refused, and answered
+            self.time_finish = time.time()
+            self.log_request()
+            self._linger()
+        return True
 
     def handle_one_request(self) -> bool | None:
         # A client pipelining requests on a keep-alive connection never lets
@@ -153,13 +218,16 @@ class UpgradeHandler(WebSocketHandler):
             lines = request_head.read_header_lines(self.rfile, self._request_line)
         finally:
             self._stop_waiting()  # the application's time is its own
-        head = request_head.parse(lines)
-        self.requestline = raw_requestline.rstrip()
+        self._take_head(request_head.parse(lines), raw_requestline)
+        return True
+
+    def _take_head(self, head: request_head.RequestHead, requestline: str) -> None:
+        """The parsed head as pywsgi keeps a request's."""
+        self.requestline = requestline.rstrip()
         self.command, self.path, self.request_version = head.method, head.target, head.version
         self.headers = self._head = head
         self.content_length = head.content_length
         self.close_connection = not head.keep_alive
-        return True
 
     def get_environ(self) -> dict[str, Any]:
         """The WSGI environ of the parsed head (pywsgi's would read ``email`` headers)."""
@@ -175,15 +243,18 @@ class UpgradeHandler(WebSocketHandler):
         if isinstance(self.client_address, tuple):
             environ["REMOTE_ADDR"] = str(self.client_address[0])
             environ["REMOTE_PORT"] = str(self.client_address[1])
+        upgrade = "upgrade" in head.connection
+        environ["wsgi.input_terminated"] = not upgrade
+        if self.rfile is None:  # a handshake served at once: its frames are the connection's
+            environ["wsgi.input"] = io.BytesIO()
+            return environ
         continues = environ.get("HTTP_EXPECT", "").lower() == "100-continue"
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
         self.wsgi_input = Input(
             self.rfile, self.content_length, self.socket if continues else None, chunked
         )
         # A handshake's input is the connection itself (take_over_input reads it).
-        upgrade = "upgrade" in head.connection
         environ["wsgi.input"] = self.rfile if upgrade else self.wsgi_input
-        environ["wsgi.input_terminated"] = not upgrade
         return environ
 
     def _stop_waiting(self) -> None:
@@ -194,9 +265,13 @@ class UpgradeHandler(WebSocketHandler):
             self._deadline = None
 
     def run_application(self) -> None:
-        if not handshake.is_requested(self.environ):
+        if handshake.is_requested(self.environ):
+            self._upgrade()
+        else:
             WSGIHandler.run_application(self)
-            return
+
+    def _upgrade(self) -> None:
+        """Answer the handshake: the 101 and the session to run, or a refusal."""
         self.close_connection = True  # refused or upgraded, the connection ends here
         environ, settings, slots = self.environ, self.settings, self.server.capacity
         try:
@@ -254,8 +329,10 @@ class UpgradeHandler(WebSocketHandler):
         """Refuse a handshake: one INFO line, the answer, and a lingering close after it."""
         log.info("handshake rejected (%s): %s", refusal.status, refusal.reason)
         metrics.handshake_rejected(refusal.slug)
-        self._respond(refusal.status, refusal.reason, refusal.headers)
+        self.status = self._orig_status = refusal.status
         self._linger_after = True
+        with contextlib.suppress(OSError):  # the client left: the log says what it was sent
+            self._sendall(self._plain_response(refusal.status, refusal.reason, refusal.headers))
 
     def _sendall(self, data: bytes | bytearray) -> None:
         """pywsgi's write of a response, one syscall shorter (``sockets.send_all``).
@@ -297,6 +374,8 @@ class UpgradeHandler(WebSocketHandler):
         without waiting for more.
         """
         sock, rfile = self.socket, self.rfile
+        if rfile is None:  # served at once: what followed the head is still in the socket
+            return b""
         timeout = sock.gettimeout()
         sock.settimeout(0.0)
         chunks = []
@@ -335,31 +414,33 @@ class UpgradeHandler(WebSocketHandler):
         log.info(
             "rejected request from %s: %s (%s)", self.client_address, reason, type(ex).__name__
         )
+        response = self._plain_response(status, reason)
+        self.response_length = len(response)  # for the access log, as pywsgi leaves 0
+        return status, response
+
+    def _plain_response(self, status: str, reason: str, headers: Headers = ()) -> bytes:
+        """A refusal: ``status``, then ``reason`` as a line of text, and the connection ends.
+
+        Its headers become the response's, for the access log (``%({name}o)s``).
+        """
         body = f"{reason}\n".encode()
-        head = (
-            f"HTTP/1.1 {status}\r\nConnection: close\r\n"
-            f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
-            f"{SERVED_BY}: {self.server.served_by}\r\n\r\n"
-        ).encode()
-        self.response_length = len(head) + len(body)  # for the access log, as pywsgi leaves 0
-        return status, head + body
+        self.response_headers = [
+            ("Connection", "close"),
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(body))),
+            *headers,
+            (SERVED_BY, self.server.served_by),
+        ]
+        lines = [
+            f"HTTP/1.1 {status}",
+            *(f"{name}: {value}" for name, value in self.response_headers),
+        ]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
     def start_response(self, status: str, headers: Headers, exc_info: Any = None) -> Any:
         """pywsgi's, with ``X-Served-By`` (gevent-websocket's adds nothing for plain HTTP)."""
         served_by = (SERVED_BY, self.server.served_by)
         return WSGIHandler.start_response(self, status, [*headers, served_by], exc_info)
-
-    def _respond(self, status: str, reason: str, headers: Headers) -> None:
-        body = f"{reason}\n".encode()
-        self.start_response(
-            status,
-            [
-                ("Content-Type", "text/plain; charset=utf-8"),
-                ("Content-Length", str(len(body))),
-                *headers,
-            ],
-        )
-        self.write(body)
 
 
 def _serve(

@@ -20,6 +20,15 @@ def send_all(sock: Any, data: bytes | bytearray | memoryview) -> None:
         sock.sendall(memoryview(data)[sent:])
 
 
+def discard(sock: Any, size: int) -> None:
+    """Read and drop ``size`` bytes that have arrived (peeked before); ``EOFError`` if they end."""
+    while size > 0:
+        data = sock.recv(size)
+        if not data:
+            raise EOFError(f"the connection ended {size} bytes short")
+        size -= len(data)
+
+
 def wait_readable(sock: Any) -> None:
     """Wait until ``sock`` has something to read (or has ended), within its timeout.
 
