@@ -19,6 +19,9 @@ from typing import Any
 #: (gunicorn: ``%({echo.session}e)s`` in access_log_format).
 SESSION_KEY = "echo.session"
 
+# Environ entries holding objects of the request (the input stream, the socket) rather than text.
+_REQUEST_OBJECTS = ("wsgi.input", "gunicorn.sock")
+
 
 @dataclass(slots=True)
 class AccessRecord:
@@ -35,13 +38,18 @@ class AccessRecord:
     time_finish: float = 0.0
 
     def kept_for_the_session(self) -> AccessRecord:
-        """This record as a session keeps it: text only, interned, headers read from the environ.
+        """This record as a session keeps it: the environ less the request's objects,
+        and the headers read back from it.
 
-        Connections mostly repeat the same header values, so thousands of
-        records share them (the keys are shared already: ``request_head``
-        makes each once).
+        The handler lets go of the environ at the upgrade, so the session
+        keeps that very dict (copying it cost more than the rest of the
+        record), without the entries that would keep pywsgi's reader (and its
+        8 KiB buffer) alive. Its strings are shared between connections as far
+        as they repeat: ``request_head`` interns what the client sent.
         """
-        environ = {k: sys.intern(v) for k, v in (self.environ or {}).items() if isinstance(v, str)}
+        environ = self.environ if self.environ is not None else {}
+        for key in _REQUEST_OBJECTS:
+            environ.pop(key, None)
         return AccessRecord(
             self.client_address,
             sys.intern(self.requestline or ""),

@@ -71,7 +71,7 @@ class ServerConnection(WebSocket):
     ) -> None:
         # The parent's __init__ wires up its own frame path, which is not used.
         self.settings = settings
-        self.environ: dict[str, str] = {}  # the handshake's, once the handler has let it go
+        self.environ: dict[str, Any] = {}  # the handshake's, once the handler has let it go
         self.params = params  # what the endpoint's check made of the handshake
         self._notes: dict[str, str] | None = None  # the endpoint's, for the session's line
         self.subprotocol: str | None = agreement.subprotocol
