@@ -65,7 +65,9 @@ def check(environ: Mapping[str, Any]) -> None:
 
 def _is_valid_key(key: str) -> bool:
     try:
-        return len(base64.b64decode(key.strip(), validate=True)) == 16
+        # strict: only the base64 alphabet, padding only at the end (base64's validate=True
+        # says the same through a regular expression, at several times the cost).
+        return len(binascii.a2b_base64(key.strip(), strict_mode=True)) == 16
     except (binascii.Error, ValueError):
         return False
 

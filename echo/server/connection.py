@@ -42,7 +42,7 @@ from ..protocol.errors import ConnectionClosed, ProtocolError
 from ..protocol.negotiation import NOTHING, Agreement
 from ..protocol.reader import Close, Message, MessageReader, Ping, Pong
 from . import fairness, lingering
-from .settings import Settings
+from .settings import Settings, process_id
 from .sockets import has_input, send_all, wait_readable
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class ServerConnection(WebSocket):
         self.subprotocol: str | None = agreement.subprotocol
         self._deflate = Deflate(agreement.deflate) if agreement.deflate else None
         self.state = State.CONNECTING
-        self.id = f"{os.getpid()}-{next(_connection_ids)}"  # in this connection's log lines
+        self.id = f"{process_id()}-{next(_connection_ids)}"  # in this connection's log lines
         self.close_code: int | None = None  # set once closing starts, 1005/1006 included
         self.closed_by = ""  # "client" or "server", set with close_code
         self.messages_in = self.bytes_in = self.messages_out = self.bytes_out = 0

@@ -161,6 +161,8 @@ class SessionMetrics:
         """Add what changed since the last time."""
         ws = self._ws
         now = (ws.messages_in, ws.bytes_in, ws.messages_out, ws.bytes_out)
+        if now == self._recorded:
+            return
         for (counter, labels), was, value in zip(_TRAFFIC, self._recorded, now, strict=True):
             if value != was:
                 BATCH.add(counter, labels, value - was)

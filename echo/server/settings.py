@@ -246,7 +246,23 @@ class Settings(EnvSettings):
     @property
     def served_by(self) -> str:
         """This process as responses name it (``X-Served-By``): instance and pid."""
-        return f"{self.instance}/{os.getpid()}"
+        return f"{self.instance}/{process_id()}"
+
+
+_pid = os.getpid()
+
+
+def process_id() -> int:
+    """This process's pid, asked of the kernel once per process rather than per connection."""
+    return _pid
+
+
+def _forked() -> None:
+    global _pid  # a gunicorn worker is forked after this module is imported
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def env_name(name: str) -> str:
