@@ -17,7 +17,7 @@ endif
 endif
 endif
 
-.PHONY: run test conformance soak bench instructions lint format screenshot system-packages clean
+.PHONY: run test conformance soak bench bench-pinned instructions lint format screenshot system-packages clean
 
 run: $(VENV)/.runtime
 	$(BIN)/gunicorn -c gunicorn.conf.py
@@ -48,6 +48,12 @@ soak: $(VENV)/.dev
 # This server against python websockets and a raw TCP echo; bench/results.md.
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench.run
+
+# Server CPU per handshake and per round trip with the server alone on a core
+# (against aiohttp, picows and the gevent floor), then CPU per handshake over
+# 1, 2, 4, ... workers; bench/pinned.md. BEFORE=DIR adds another checkout.
+bench-pinned: $(VENV)/.dev
+	$(BIN)/python -m bench.pinned $(if $(BEFORE),--before $(BEFORE))
 
 # Instructions per handshake and per round trip, this server against the gevent
 # floor, counted by valgrind (repeatable on a busy machine); about 2 minutes.

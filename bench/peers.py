@@ -17,7 +17,8 @@
 - ``gevent``: the floor under this server: a bare gevent ``StreamServer``
   that upgrades any request and echoes with ``echo.protocol.reader`` and the same
   socket calls (``echo.server.sockets``), without pywsgi, Flask, gunicorn, logs,
-  metrics, limits or keepalive.
+  metrics, limits or keepalive. ``gevent N`` runs it in N processes sharing
+  one listening socket, as gunicorn's workers share theirs (``bench/pinned.py``).
 - ``tcp``: a raw TCP echo on uvloop, the ceiling for any WebSocket server.
 """
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 
 
@@ -122,7 +124,10 @@ def uvicorn_echo(port: int) -> None:
     )
 
 
-def gevent_floor(port: int) -> None:
+def gevent_floor(port: int, processes: int = 1) -> None:
+    import socket
+
+    from gevent import socket as gevent_socket
     from gevent.server import StreamServer
 
     from echo.protocol import frames, handshake
@@ -161,7 +166,26 @@ def gevent_floor(port: int) -> None:
                 send_all(sock, frames.encode_header(frames.OP_CLOSE, 2) + b"\x03\xe8")
                 return
 
-    StreamServer(("127.0.0.1", port), handle, backlog=4096).serve_forever()
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(4096)
+    children = []
+    for _ in range(processes - 1):  # forked before gevent's loop exists, as gunicorn forks
+        child = os.fork()
+        if child == 0:
+            children = []
+            break
+        children.append(child)
+
+    def stop(signum: int, frame: object) -> None:
+        for child in children:
+            os.kill(child, signal.SIGTERM)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    # gevent's own socket, made after the fork: a plain one would block the loop in accept().
+    StreamServer(gevent_socket.socket(fileno=listener.detach()), handle).serve_forever()
 
 
 def main() -> None:
@@ -172,7 +196,7 @@ def main() -> None:
     elif kind == "uvicorn":
         uvicorn_echo(port)
     elif kind == "gevent":
-        gevent_floor(port)
+        gevent_floor(port, int(sys.argv[2]) if len(sys.argv) > 2 else 1)
     else:
         import uvloop
 

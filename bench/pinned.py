@@ -1,0 +1,193 @@
+"""``make bench-pinned``: server CPU per operation with the server alone on a core, and scaling.
+
+On a shared machine the server's CPU time per operation is the steadiest
+comparison, and it is steadiest when the server does not share its core with
+the load generator. So, first, every process of each server is pinned to core
+0 and this process, the only load generator, to core 1 (``sched_setaffinity``);
+the servers take turns run by run, ROUNDS rounds, and each cell is the
+median of the server's CPU per operation, ± half its range. This is the
+A/B issue 24's goals are stated in: this server against aiohttp and picows on
+uvloop and the gevent floor, and, with ``--before DIR``, against another
+checkout of this server (run from DIR with this virtualenv).
+
+Then scaling, unpinned: this server with 1, 2, 4, ... workers (up to the
+cores) against the gevent floor in as many processes sharing one listening
+socket, as gunicorn's workers do; CPU per handshake at each count, and its
+rise over one process. On a 2-core machine the load generator shares the
+cores, so the rates mean little there; the CPU per handshake still does.
+
+    .venv/bin/python -m bench.pinned [--before DIR]    # about 4 minutes; also bench/pinned.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import uvloop
+
+from tests.servers import GUNICORN, ServerProcess, children, remove_scratch
+
+from . import loadgen, split
+from .loadgen import Measured, Target
+
+SECONDS, ROUNDS = 2.0, 3
+SERVER_CORE, GENERATOR_CORE = 0, 1
+RESULTS = Path(__file__).with_name("pinned.md")
+GUNICORN_ARGS = ["--worker-connections", "2000"]
+
+PINNED_WORKLOADS: dict[str, Callable[[Target], Measured]] = {
+    "CPU per handshake (10 at a time), µs": lambda t: uvloop.run(
+        loadgen.handshakes(t, 10, SECONDS)
+    ),
+    "CPU per 32 B round trip (100 connections), µs": lambda t: uvloop.run(
+        loadgen.round_trips(t, 100, 32, SECONDS)
+    ),
+}
+
+
+def echo(workers: int, checkout: Path | None = None) -> ServerProcess:
+    args = [*GUNICORN, "--workers", str(workers), *GUNICORN_ARGS]
+    if checkout is None:
+        return ServerProcess(args)
+    # Another checkout's gunicorn.conf.py and code, with this virtualenv.
+    command = " ".join([f"cd {checkout} &&", "exec", *args])
+    return ServerProcess(["sh", "-c", command])
+
+
+def peer(kind: str, *args: str) -> ServerProcess:
+    return ServerProcess([sys.executable, "-m", "bench.peers", kind, *args], health_path=None)
+
+
+def serving_pids(server: ServerProcess) -> tuple[int, ...]:
+    """The server's processes: the first and its children (gunicorn's master and workers)."""
+    return (server.process.pid, *children(server.process.pid))
+
+
+def interleaved(
+    servers: dict[str, ServerProcess], workloads: dict[str, Callable[[Target], Measured]]
+) -> dict[str, dict[str, list[Measured]]]:
+    """Each workload ROUNDS times against each server, the servers taking turns."""
+    targets = {
+        name: Target(server.port, raw_tcp=False, server_pids=serving_pids(server))
+        for name, server in servers.items()
+    }
+    runs: dict[str, dict[str, list[Measured]]] = {w: {n: [] for n in servers} for w in workloads}
+    for round_number in range(ROUNDS):
+        for workload, run in workloads.items():
+            order = list(targets) if round_number % 2 == 0 else list(reversed(targets))
+            for name in order:
+                runs[workload][name].append(run(targets[name]))
+        print(f"  round {round_number + 1} of {ROUNDS}", flush=True)
+    return runs
+
+
+def _cell(measured: list[Measured]) -> tuple[float, str]:
+    values = [m.server_us for m in measured]
+    middle = statistics.median(values)
+    return middle, f"{middle:.1f} ± {(max(values) - min(values)) / 2:.1f}"
+
+
+def pinned_table(before: Path | None) -> str:
+    servers = {"echo": echo(1)}
+    if before is not None:
+        servers["echo before"] = echo(1, before)
+    servers |= {
+        "aiohttp": peer("aiohttp"),
+        "picows": peer("picows"),
+        "gevent floor": peer("gevent"),
+    }
+    for server in servers.values():
+        server.start()
+    try:
+        for server in servers.values():
+            for pid in serving_pids(server):
+                os.sched_setaffinity(pid, {SERVER_CORE})
+        os.sched_setaffinity(0, {GENERATOR_CORE})
+        runs = interleaved(servers, PINNED_WORKLOADS)
+    finally:
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+        for server in servers.values():
+            server.stop()
+    names = list(servers)
+    lines = [
+        f"| Server CPU, pinned | {' | '.join(names)} | echo / aiohttp |",
+        f"| --- |{' ---: |' * len(names)} ---: |",
+    ]
+    for workload, by_server in runs.items():
+        cells = {name: _cell(measured) for name, measured in by_server.items()}
+        ratio = cells["echo"][0] / cells["aiohttp"][0]
+        row = " | ".join(cells[name][1] for name in names)
+        lines.append(f"| {workload} | {row} | {ratio:.2f} |")
+    return "\n".join(lines)
+
+
+def worker_counts() -> list[int]:
+    counts, count = [], 1
+    while count <= (os.cpu_count() or 1):
+        counts.append(count)
+        count *= 2
+    return counts
+
+
+def handshakes_in_processes(target: Target) -> Measured:
+    part = lambda t, share, gate: loadgen.handshakes(t, share, SECONDS, gate)  # noqa: E731
+    return split.run(part, target, 10, 2)
+
+
+def scaling_table() -> str:
+    results: dict[str, dict[int, float]] = {"echo": {}, "gevent floor": {}}
+    for count in worker_counts():
+        servers = {"echo": echo(count), "gevent floor": peer("gevent", str(count))}
+        for server in servers.values():
+            server.start()
+        try:
+            runs = interleaved(servers, {"handshakes": handshakes_in_processes})["handshakes"]
+        finally:
+            for server in servers.values():
+                server.stop()
+        for name, measured in runs.items():
+            results[name][count] = statistics.median(m.server_us for m in measured)
+    counts = worker_counts()
+    lines = [
+        "| CPU per handshake, µs (rise over 1) | "
+        + " | ".join(f"{c} processes" for c in counts)
+        + " |",
+        f"| --- |{' ---: |' * len(counts)}",
+    ]
+    for name, by_count in results.items():
+        one = by_count[1]
+        cells = " | ".join(f"{by_count[c]:.0f} ({by_count[c] / one:.2f}x)" for c in counts)
+        lines.append(f"| {name} | {cells} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--before", type=Path, help="another checkout of this server")
+    args = parser.parse_args()
+    if (os.cpu_count() or 1) < 2:
+        print("bench.pinned needs two cores: one for the server, one for the load generator")
+        return 1
+    print("Pinned A/B:", flush=True)
+    pinned = pinned_table(args.before)
+    print(pinned, flush=True)
+    print("Scaling:", flush=True)
+    scaling = scaling_table()
+    print(scaling)
+    RESULTS.write_text(
+        f"# Pinned A/B and scaling ({date.today()}, {os.cpu_count()} cores)\n\n"
+        f"Written by `make bench-pinned`; see bench/README.md for the method.\n\n"
+        f"{pinned}\n\n{scaling}\n"
+    )
+    remove_scratch()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
