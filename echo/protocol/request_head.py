@@ -36,6 +36,8 @@ class RequestHead:
     target: str = ""
     version: str = ""  # "HTTP/1.1"
     fields: list[tuple[str, str]] = field(default_factory=list)
+    # The headers as WSGI environ entries (HTTP_*, CONTENT_TYPE, CONTENT_LENGTH): see on_header.
+    environ: dict[str, str] = field(default_factory=dict)
     connection: set[str] = field(default_factory=set)  # Connection's tokens, lower case
     content_length: int | None = None
     keep_alive: bool = False  # the client may send another request on the connection
@@ -49,12 +51,28 @@ class RequestHead:
         self.target += url.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        """Keep the header as sent, and as an environ entry.
+
+        A repeated header's values are joined with commas (cookies with
+        ``; ``), so a handshake cannot pass a second ``Sec-WebSocket-Key``
+        unseen. Names with an underscore get no entry, as with pywsgi and
+        nginx: ``X_Forwarded_For`` would otherwise pass for
+        ``X-Forwarded-For``. Values are interned: a WebSocket session keeps
+        its environ for the access log, and connections mostly send the same
+        values (about 1 KiB per idle connection, bench/README.md).
+        """
         text = value.decode("latin-1")
-        self.fields.append((name.decode("latin-1"), text))
-        key = name.lower()
-        if key == b"connection":
-            self.connection |= header_tokens(text)
-        elif key == b"content-length":
+        name_text = name.decode("latin-1")
+        self.fields.append((name_text, text))
+        key = _environ_key(name_text)
+        if key is None:
+            return
+        if key in self.environ:
+            text = self.environ[key] + ("; " if key == "HTTP_COOKIE" else ",") + text
+        self.environ[key] = sys.intern(text)
+        if key == "HTTP_CONNECTION":
+            self.connection = header_tokens(text)
+        elif key == "CONTENT_LENGTH":
             self.content_length = int(text)  # digits, and never twice: llhttp checks
 
 
@@ -147,27 +165,6 @@ def parse(lines: list[bytes]) -> RequestHead:
     else:
         head.keep_alive = "close" not in head.connection
     return head
-
-
-def environ_entries(head: RequestHead) -> dict[str, str]:
-    """The headers as WSGI environ entries: ``HTTP_*``, ``CONTENT_TYPE``, ``CONTENT_LENGTH``.
-
-    A repeated header's values are joined with commas (cookies with ``; ``),
-    so a handshake cannot pass a second ``Sec-WebSocket-Key`` unseen. Names
-    with an underscore are dropped, as by pywsgi and nginx: ``X_Forwarded_For``
-    would otherwise pass for ``X-Forwarded-For``. Values are interned: a
-    WebSocket session keeps its environ for the access log, and connections
-    mostly send the same values (about 1 KiB per idle connection, bench/README.md).
-    """
-    entries: dict[str, str] = {}
-    for name, value in head.fields:
-        key = _environ_key(name)
-        if key is None:
-            continue
-        if key in entries:
-            value = entries[key] + ("; " if key == "HTTP_COOKIE" else ",") + value
-        entries[key] = sys.intern(value)
-    return entries
 
 
 @functools.lru_cache(maxsize=256)  # requests repeat the same few names

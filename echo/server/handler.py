@@ -234,7 +234,7 @@ class UpgradeHandler(WebSocketHandler):
         head = self._head
         environ = self.server.get_environ()
         path, _, query = head.target.partition("?")
-        environ.update(request_head.environ_entries(head))
+        environ.update(head.environ)
         environ["REQUEST_METHOD"] = head.method
         environ["SCRIPT_NAME"] = ""
         environ["PATH_INFO"] = unquote(path, encoding="latin-1")
