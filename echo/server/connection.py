@@ -229,10 +229,12 @@ class ServerConnection(WebSocket):
         self, message: str | bytes | bytearray | memoryview, binary: bool | None = None
     ) -> None:
         """Send one message; ``str`` goes as text and bytes as binary unless ``binary`` says."""
-        if binary is None:
-            binary = not isinstance(message, str)
-        payload = message.encode("utf-8") if isinstance(message, str) else message
-        self.send_frame(payload, frames.OP_BINARY if binary else frames.OP_TEXT)
+        if isinstance(message, str):
+            payload = message.encode("utf-8")
+            self.send_frame(payload, frames.OP_BINARY if binary else frames.OP_TEXT)
+        else:
+            payload = message
+            self.send_frame(payload, frames.OP_TEXT if binary is False else frames.OP_BINARY)
         self.messages_out += 1
         self.bytes_out += len(payload)
 
@@ -244,20 +246,24 @@ class ServerConnection(WebSocket):
         compressed in the order they are sent.
         """
         with self._send_lock:
-            if not _may_send(self.state, opcode):
+            # Data frames only while open; control frames while closing too.
+            if self.state is not State.OPEN and (
+                opcode in frames.DATA_OPCODES or self.state is not State.CLOSING
+            ):
                 raise ConnectionClosed(f"cannot send on a {self.state.value} connection")
             if self._deflate is not None and opcode in frames.DATA_OPCODES:
-                self._write(opcode | frames.RSV1, self._deflate.compress(message))
-            else:
-                self._write(opcode, message)
+                opcode, message = opcode | frames.RSV1, self._deflate.compress(message)
+            self._write(opcode, message)
 
     def _write(self, opcode: int, payload: bytes | bytearray | memoryview) -> None:
-        header = frames.encode_header(opcode, len(payload))
+        size = len(payload)
         try:
-            if len(payload) <= _COALESCE_LIMIT:
-                send_all(self._socket, b"".join((header, payload)))
+            if size < 126:  # a small frame's two-byte header, without a call (the usual echo)
+                send_all(self._socket, bytes((0x80 | opcode, size)) + payload)
+            elif size <= _COALESCE_LIMIT:
+                send_all(self._socket, frames.encode_header(opcode, size) + payload)
             else:
-                send_all(self._socket, header)
+                send_all(self._socket, frames.encode_header(opcode, size))
                 send_all(self._socket, payload)
         except OSError as exc:
             self._lost(by="client")  # it reset, or went away: our own aborts close first
@@ -402,9 +408,3 @@ class ServerConnection(WebSocket):
     def _socket_shutdown(self, how: int) -> None:
         with contextlib.suppress(OSError):
             self._socket.shutdown(how)
-
-
-def _may_send(state: State, opcode: int) -> bool:
-    if opcode in frames.DATA_OPCODES:
-        return state is State.OPEN
-    return state in (State.OPEN, State.CLOSING)
