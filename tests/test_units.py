@@ -6,10 +6,13 @@ import io
 import logging
 import os
 import random
+import socket
+import time
 import zlib
 from datetime import timedelta
 
 import pytest
+from gevent import socket as gevent_socket
 from gunicorn.config import Config
 from gunicorn.workers.ggevent import GeventResponse
 
@@ -19,7 +22,9 @@ from echo.protocol.deflate import Deflate, Parameters
 from echo.protocol.errors import InvalidUTF8, MessageTooBig, ProtocolError
 from echo.protocol.reader import Close, Message, MessageReader, Ping
 from echo.server.access_log import AccessLogger, Atoms, LineFormat, plain_handlers
+from echo.server.connection import ServerConnection
 from echo.server.settings import ConfigError, Settings
+from echo.server.sockets import send_now
 
 from .rawws import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, encode_frame, mask_bytes
 
@@ -385,3 +390,29 @@ def test_a_format_with_other_directives_is_not_compiled():
     assert LineFormat.compile("%(b)d bytes") is None
     assert LineFormat.compile("%s") is None
     assert LineFormat.compile("no atoms at all") is not None
+
+
+def test_a_close_frame_the_socket_cannot_take_gets_close_timeout_then_the_connection_is_dropped():
+    """The Close frame's deadline, made only when the frame does not go at once (a full socket)."""
+    server_side, client_side = gevent_socket.socketpair()
+    with server_side, client_side:
+        server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        while send_now(server_side, b"x" * 4096):  # the client reads nothing
+            pass
+        ws = ServerConnection(server_side, Settings.from_env({}, close_timeout=0.3))
+        ws.open(b"", b"")
+        started = time.monotonic()
+        ws.close(4000, "bye")
+        assert time.monotonic() - started >= 0.3
+        assert (ws.state.value, ws.close_code, ws.closed_by) == ("closed", 4000, "server")
+
+
+def test_a_close_frame_goes_at_once_when_the_socket_takes_it():
+    server_side, client_side = gevent_socket.socketpair()
+    with server_side, client_side:
+        ws = ServerConnection(server_side, Settings.from_env({}))
+        ws.open(b"", b"")
+        ws.close(4000, "bye")
+        assert client_side.recv(64) == b"\x88\x05\x0f\xa0bye"
+        assert ws.state.value == "closing"  # until the client's Close, or close_timeout
+        ws.abort()

@@ -20,6 +20,20 @@ def send_all(sock: Any, data: bytes | bytearray | memoryview) -> None:
         sock.sendall(memoryview(data)[sent:])
 
 
+def send_now(sock: Any, data: bytes) -> int:
+    """Send what ``sock`` takes of ``data`` without waiting; how many bytes that was.
+
+    0 when its buffer is full, and always 0 through TLS (the socket beneath
+    is not the one to write to): the caller sends the rest with ``send_all``.
+    """
+    if type(sock) is not PlainSocket:
+        return 0
+    try:
+        return sock._sock.send(data)  # gevent's own socket, non-blocking
+    except BlockingIOError:
+        return 0
+
+
 def discard(sock: Any, size: int) -> None:
     """Read and drop ``size`` bytes that have arrived (peeked before); ``EOFError`` if they end."""
     while size > 0:
