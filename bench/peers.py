@@ -127,6 +127,7 @@ def uvicorn_echo(port: int) -> None:
 def gevent_floor(port: int, processes: int = 1) -> None:
     import socket
 
+    import gevent
     from gevent import socket as gevent_socket
     from gevent.server import StreamServer
 
@@ -178,14 +179,17 @@ def gevent_floor(port: int, processes: int = 1) -> None:
             break
         children.append(child)
 
-    def stop(signum: int, frame: object) -> None:
-        for child in children:
-            os.kill(child, signal.SIGTERM)
-        sys.exit(0)
-
-    signal.signal(signal.SIGTERM, stop)
     # gevent's own socket, made after the fork: a plain one would block the loop in accept().
-    StreamServer(gevent_socket.socket(fileno=listener.detach()), handle).serve_forever()
+    server = StreamServer(gevent_socket.socket(fileno=listener.detach()), handle)
+    if children:  # SIGTERM to the first process stops them all (else it just ends it)
+
+        def stop() -> None:
+            for child in children:
+                os.kill(child, signal.SIGTERM)
+            server.stop()
+
+        gevent.signal_handler(signal.SIGTERM, stop)
+    server.serve_forever()
 
 
 def main() -> None:
