@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 from collections.abc import Callable
 from datetime import date
@@ -93,10 +94,21 @@ def _cell(measured: list[Measured]) -> tuple[float, str]:
     return middle, f"{middle:.1f} ± {(max(values) - min(values)) / 2:.1f}"
 
 
+def _revision(checkout: Path) -> str:
+    """The checkout's commit, to name its column; "before" if it is not a git checkout."""
+    found = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return found.stdout.strip() or "before"
+
+
 def pinned_table(before: Path | None) -> str:
     servers = {"echo": echo(1)}
     if before is not None:
-        servers["echo before"] = echo(1, before)
+        servers[f"echo {_revision(before)}"] = echo(1, before)
     servers |= {
         "aiohttp": peer("aiohttp"),
         "picows": peer("picows"),
