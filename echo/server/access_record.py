@@ -42,8 +42,8 @@ class AccessRecord:
         and the headers read back from it.
 
         The handler lets go of the environ at the upgrade, so the session
-        keeps that very dict (copying it cost more than the rest of the
-        record), without the entries that would keep pywsgi's reader (and its
+        keeps that very dict (copying and interning it was 19k instructions,
+        bench/README.md), without the entries that would keep pywsgi's reader (and its
         8 KiB buffer) alive. Its strings are shared between connections as far
         as they repeat: ``request_head`` interns what the client sent.
         """
