@@ -48,6 +48,17 @@ def test_selected_subprotocol_reaches_the_client_and_the_access_log(server):
     assert " subprotocol=graphql-transport-ws " in server.log_line(agent)
 
 
+def test_a_60_kb_subprotocol_is_agreed_but_logged_as_its_first_100_characters(server):
+    """The client sees its token; the access line does not grow with it."""
+    agent = f"test-{uuid.uuid4()}"
+    token = "p" * 60_000
+    with RawClient(server.port, User_Agent=agent, Sec_WebSocket_Protocol=token) as client:
+        assert client.headers["sec-websocket-protocol"] == token
+    line = server.log_line(agent)
+    assert f" subprotocol={'p' * 100}… " in line
+    assert len(line) < 1000
+
+
 @pytest.fixture(scope="module")
 def listed(gunicorn_server):
     return gunicorn_server(ECHO_SUBPROTOCOLS="graphql-ws,mqtt")

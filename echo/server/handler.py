@@ -276,7 +276,7 @@ class UpgradeHandler(WebSocketHandler):
         environ, settings, slots = self.environ, self.settings, self.server.capacity
         try:
             route = self._route()
-            handshake.check(environ)
+            handshake.check(environ, self._head.connection)
             origin = environ.get("HTTP_ORIGIN")
             if not settings.allows_origin(origin):
                 reason = f"Origin {excerpt(origin or '')} is not allowed to connect"
