@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -57,7 +58,7 @@ def echo(workers: int, checkout: Path | None = None) -> ServerProcess:
     if checkout is None:
         return ServerProcess(args)
     # Another checkout's gunicorn.conf.py and code, with this virtualenv.
-    command = " ".join([f"cd {checkout} &&", "exec", *args])
+    command = f"cd {shlex.quote(str(checkout))} && exec {shlex.join(args)}"
     return ServerProcess(["sh", "-c", command])
 
 

@@ -24,3 +24,9 @@ def excerpt(text: str, limit: int = LIMIT) -> str:
 
 def _escaped(match: re.Match[str]) -> str:
     return f"\\x{ord(match[0]):02x}"
+
+
+def token_excerpt(token: str, limit: int = LIMIT) -> str:
+    """A token (no spaces, no controls) as a log line's ``key=value`` quotes it: cut at
+    ``limit`` characters, marked by an ellipsis, with no length that would add a space."""
+    return token if len(token) <= limit else f"{token[:limit]}…"

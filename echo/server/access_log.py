@@ -290,10 +290,11 @@ class AccessLogger(glogging.Logger):
                 line = line_format.line(atoms)
             else:
                 line = self.cfg.access_log_format % atoms
-            for handler in handlers:
-                if monkey.is_module_patched("threading"):
+            if monkey.is_module_patched("threading"):
+                for handler in handlers:
                     _write(handler, line)
-                else:
+            else:
+                for handler in handlers:
                     with handler.lock:
                         _write(handler, line)
         except Exception:

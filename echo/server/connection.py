@@ -39,7 +39,7 @@ from geventwebsocket.websocket import WebSocket
 from ..protocol import frames
 from ..protocol.deflate import Deflate
 from ..protocol.errors import ConnectionClosed, ProtocolError
-from ..protocol.excerpt import LIMIT
+from ..protocol.excerpt import token_excerpt
 from ..protocol.negotiation import NOTHING, Agreement
 from ..protocol.reader import Close, Message, MessageReader, Ping, Pong
 from . import fairness, lingering
@@ -150,12 +150,12 @@ class ServerConnection(WebSocket):
         """One line for the access log: what was negotiated, traffic each way, how it ended.
 
         A subprotocol is a token the client chose (no spaces, no controls),
-        but it may be 60 KB long: the line keeps its first LIMIT characters.
+        but it may be 60 KB long: the line keeps its first 100 characters.
         """
         notes = "".join(f" {key}={value}" for key, value in (self._notes or {}).items())
         return (
             f"id={self.id} served_by={self.settings.served_by}"
-            f" subprotocol={_short(self.subprotocol or '-')}"
+            f" subprotocol={token_excerpt(self.subprotocol or '-')}"
             f" compression={'permessage-deflate' if self._deflate else '-'}"
             f" in={self.messages_in}/{self.bytes_in}B out={self.messages_out}/{self.bytes_out}B"
             f" close={self.close_code} by={self.closed_by}{notes}"
@@ -434,8 +434,3 @@ class ServerConnection(WebSocket):
     def _socket_shutdown(self, how: int) -> None:
         with contextlib.suppress(OSError):
             self._socket.shutdown(how)
-
-
-def _short(token: str) -> str:
-    """``token`` cut at ``excerpt.LIMIT`` characters (marked by an ellipsis), spaces kept out."""
-    return token if len(token) <= LIMIT else f"{token[:LIMIT]}…"

@@ -131,8 +131,9 @@ class UpgradeHandler(WebSocketHandler):
         self.response_length = 0
         try:
             discard(sock, len(head))  # the head, read now
-        except (OSError, EOFError):
-            return True  # reset since it was peeked
+        except (OSError, EOFError):  # reset since it was peeked: as pywsgi counts it
+            metrics.request_unserved("gone")
+            return True
         self._upgrade()
         if self._session is None:  # refused, and answered
             self.time_finish = time.time()
