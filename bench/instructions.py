@@ -1,7 +1,8 @@
 """Instructions per handshake and per round trip, counted by valgrind's callgrind.
 
 CPU time on a shared machine moves by a factor of two within an hour; the
-count of a server's instructions repeats to about 0.1 % whatever else runs.
+count of a server's instructions repeats to about 0.1 % whatever else runs
+(with one hash seed: see ``instructions``).
 Each server (this one's gunicorn worker, and the gevent floor of
 ``bench/peers.py``) runs under callgrind three times: with H handshakes and
 R round trips, with 3H and R, and with H and 3R. The differences, divided by
@@ -95,7 +96,15 @@ def instructions(command: list[str], handshake_count: int, round_trip_count: int
     """The instructions of the serving process (the worker, or the floor's one process)."""
     scratch = scratch_dir("echo-callgrind-")
     port = free_port()
-    env = {**os.environ, "PORT": str(port), "TMPDIR": str(scratch), "HOST": "127.0.0.1"}
+    # One hash seed for every run: string hashes decide dict collisions, which
+    # moved the count of a handshake by up to 2 % between runs.
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "TMPDIR": str(scratch),
+        "HOST": "127.0.0.1",
+        "PYTHONHASHSEED": "0",
+    }
     valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={scratch}/out.%p"]
     with open(scratch / "server.log", "wb") as log:
         process = subprocess.Popen(

@@ -11,13 +11,14 @@ import time
 import zlib
 from datetime import timedelta
 
+import httptools
 import pytest
 from gevent import socket as gevent_socket
 from gunicorn.config import Config
 from gunicorn.workers.ggevent import GeventResponse
 
 from echo.app.settings import EchoSettings
-from echo.protocol import frames
+from echo.protocol import frames, request_head
 from echo.protocol.deflate import Deflate, Parameters
 from echo.protocol.errors import InvalidUTF8, MessageTooBig, ProtocolError
 from echo.protocol.reader import Close, Message, MessageReader, Ping
@@ -416,3 +417,39 @@ def test_a_close_frame_goes_at_once_when_the_socket_takes_it():
         assert client_side.recv(64) == b"\x88\x05\x0f\xa0bye"
         assert ws.state.value == "closing"  # until the client's Close, or close_timeout
         ws.abort()
+
+
+class _Callbacks:
+    """What llhttp itself reports of a head's headers, one callback each."""
+
+    def __init__(self) -> None:
+        self.fields: list[tuple[str, str]] = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.fields.append((name.decode("latin-1"), value.decode("latin-1")))
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"Host: a\r\n",
+        b"Host:a\r\nX:  b c \t\r\nEmpty:\r\nSpace: \r\n",
+        b"Cookie: a=1\r\nCookie: b=2\r\nX-A: 1\r\nx-a: 2\r\nX_A: 3\r\n",
+        b"Host: h\r\nUser-Agent: caf\xc3\xa9 \xff\r\nConnection: keep-alive, Upgrade\r\n",
+        b"",
+    ],
+)
+def test_a_heads_headers_are_what_llhttp_reports_and_repeated_ones_are_joined(headers):
+    data = b"GET /ws?x HTTP/1.1\r\n" + headers + b"\r\n"
+    callbacks = _Callbacks()
+    httptools.HttpRequestParser(callbacks).feed_data(data)
+    head = request_head.parse([data])
+    assert head.fields == callbacks.fields
+    expected: dict[str, str] = {}
+    for name, value in callbacks.fields:
+        if "_" not in name:
+            key = "HTTP_" + name.upper().replace("-", "_")
+            joiner = "; " if key == "HTTP_COOKIE" else ","
+            expected[key] = expected[key] + joiner + value if key in expected else value
+    assert head.environ == expected
+    assert head.target == "/ws?x"

@@ -22,7 +22,9 @@ Set ``logger_class = "echo.server.access_log.AccessLogger"`` (gunicorn.conf.py d
 
 from __future__ import annotations
 
+import itertools
 import logging
+import operator
 import os
 import re
 import time
@@ -69,7 +71,7 @@ class Atoms(dict):
         environ: dict[str, Any],
         request_time: timedelta,
     ) -> None:
-        super().__init__(l="-")  # never empty: logging formats with an empty dict as no args
+        self["l"] = "-"  # never empty: logging formats with an empty dict as no args
         self.logger, self.response, self.environ = logger, response, environ
         self.request_headers = getattr(request, "headers", request)
         self.request_time = request_time
@@ -158,9 +160,11 @@ class LineFormat:
     def __init__(self, template: str, atoms: list[Callable[[Atoms], Any]]) -> None:
         self._template = template  # the format with %s for each atom
         self._atoms = atoms
-        # What the format's own text holds: more of them in a line came from a value.
-        self._quotes, self._backslashes = template.count('"'), template.count("\\")
-        self._printable = template.isascii() and template.isprintable()
+        # How many characters an escape would touch the format's own text
+        # holds: a line with more has a value to escape (see line()).
+        touched = template.encode("latin-1", "replace").translate(None, _TOUCHED)
+        self._untouched = len(template) - len(touched)
+        self._ascii = template.isascii()
 
     @classmethod
     def compile(cls, text: str) -> LineFormat | None:
@@ -178,17 +182,25 @@ class LineFormat:
         return cls("".join(template), atoms)
 
     def line(self, atoms: Atoms) -> str:
-        values = tuple([atom(atoms) for atom in self._atoms])
+        """The line for ``atoms``, each atom computed once, escaped only where needed.
+
+        The check is one pass in C over the line's bytes: an ASCII line
+        whose count of control characters, quotes and backslashes is the
+        format's own has no value to escape.
+        """
+        values = tuple(map(operator.call, self._atoms, itertools.repeat(atoms)))
         line = self._template % values
         if (
-            self._printable
+            self._ascii
             and line.isascii()
-            and line.isprintable()
-            and line.count('"') == self._quotes
-            and line.count("\\") == self._backslashes
+            and len(line) - len(line.encode("ascii").translate(None, _TOUCHED)) == self._untouched
         ):
             return line
         return self._template % tuple([escape(v) if isinstance(v, str) else v for v in values])
+
+
+# What escape() changes in ASCII text: controls, DEL, the double quote and the backslash.
+_TOUCHED = bytes([*range(0x20), 0x7F, ord('"'), ord("\\")])
 
 
 def _atom(name: str) -> Callable[[Atoms], Any]:
@@ -198,6 +210,10 @@ def _atom(name: str) -> Callable[[Atoms], Any]:
         return compute
     if name.startswith("{") and len(name) > 3 and name[-2] == "}":
         key, kind = name[1:-2].lower(), name[-1]
+        if kind == "e":  # the session's summary, each line: found without a search first
+            return lambda atoms: (
+                atoms.environ[key] if key in atoms.environ else atoms._named(key, kind)
+            )
         return lambda atoms: atoms._named(key, kind)
     return lambda atoms: "-"
 

@@ -37,9 +37,18 @@ class AccessRecord:
     time_start: float
     time_finish: float = 0.0
 
-    def kept_for_the_session(self) -> AccessRecord:
-        """This record as a session keeps it: the environ less the request's objects,
-        and the headers read back from it.
+    @classmethod
+    def of_session(
+        cls,
+        client_address: Any,
+        requestline: str | None,
+        environ: dict[str, Any],
+        status: str,
+        response_length: int,
+        time_start: float,
+    ) -> AccessRecord:
+        """The record a session keeps of its handshake: the environ less the request's
+        objects, and the headers read back from it.
 
         The handler lets go of the environ at the upgrade, so the session
         keeps that very dict (copying and interning it was 19k instructions,
@@ -47,18 +56,17 @@ class AccessRecord:
         8 KiB buffer) alive. Its strings are shared between connections as far
         as they repeat: ``request_head`` interns what the client sent.
         """
-        environ = self.environ if self.environ is not None else {}
         for key in _REQUEST_OBJECTS:
             environ.pop(key, None)
-        return AccessRecord(
-            self.client_address,
-            sys.intern(self.requestline or ""),
+        return cls(
+            client_address,
+            sys.intern(requestline or ""),
             environ,
             EnvironHeaders(environ),
-            self.status,
+            status,
             [],  # a 101 has no response headers of its own to keep
-            self.response_length,
-            self.time_start,
+            response_length,
+            time_start,
         )
 
 

@@ -297,7 +297,14 @@ class UpgradeHandler(WebSocketHandler):
         )
         self.response_length = len(response)
         ws.open(self._take_over_input(), response)
-        record = self._record().kept_for_the_session()
+        record = AccessRecord.of_session(
+            self.client_address,
+            self.requestline,
+            environ,
+            self.status,
+            self.response_length,
+            self.time_start,
+        )
         ws.environ = record.environ
         self._session = functools.partial(_serve, ws, route.endpoint, record, self._access_writer())
         # Without its socket, pywsgi neither drains nor closes the connection.

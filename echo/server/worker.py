@@ -37,7 +37,7 @@ class GunicornHandler(PyWSGIHandler, UpgradeHandler):
         pywsgi-based worker does not use.
         """
         environ = super().get_environ()
-        cfg = self.server.log.cfg
+        cfg = self.server.gunicorn_log.cfg
         if not _trusted(environ.get("REMOTE_ADDR", ""), cfg):
             return environ
         forwarded_for = environ.get("HTTP_X_FORWARDED_FOR")
@@ -51,7 +51,7 @@ class GunicornHandler(PyWSGIHandler, UpgradeHandler):
     log_request = UpgradeHandler.log_request  # deferred to the end of a WebSocket session
 
     def _access_writer(self) -> AccessWriter:
-        return functools.partial(write_gunicorn_line, self.server.log)
+        return functools.partial(write_gunicorn_line, self.server.gunicorn_log)
 
 
 def write_gunicorn_line(log: Any, record: AccessRecord) -> None:
@@ -107,6 +107,19 @@ def _is_trusted(address: str, cfg: Any) -> bool:
     return any(ip in network for network in cfg.forwarded_allow_networks())
 
 
+class GunicornServer(WebSocketServer):
+    """``WebSocketServer`` that keeps gunicorn's logger as it is given.
+
+    pywsgi wraps it in a ``LoggingLogAdapter``, through which every
+    attribute (``cfg``, ``access``) is a failed lookup, an ``AttributeError``
+    raised and caught, and then its ``__getattr__``: three a handshake.
+    """
+
+    def __init__(self, *args: Any, log: Any, **kwargs: Any) -> None:
+        super().__init__(*args, log=log, **kwargs)
+        self.gunicorn_log = log
+
+
 class WebSocketWorker(GeventWebSocketWorker):
     """Use as ``worker_class = "echo.server.worker.WebSocketWorker"``.
 
@@ -115,7 +128,7 @@ class WebSocketWorker(GeventWebSocketWorker):
     instead of the stock worker's dropped connection (1006) at graceful_timeout.
     """
 
-    server_class = WebSocketServer
+    server_class = GunicornServer
     wsgi_handler = GunicornHandler
 
     def init_process(self) -> None:
