@@ -67,24 +67,6 @@ class ServerConnection(WebSocket):
     # This process's open connections, so shutdown can close every one.
     _open: ClassVar[weakref.WeakSet[ServerConnection]] = weakref.WeakSet()
 
-    # What every connection starts with, kept here rather than set by each
-    # __init__ (a handshake makes one connection; each assignment counts).
-    state = State.CONNECTING
-    close_code: int | None = None  # set once closing starts, 1005/1006 included
-    closed_by = ""  # "client" or "server", set with close_code
-    messages_in = bytes_in = messages_out = bytes_out = 0
-    _notes: dict[str, str] | None = None  # the endpoint's, for the session's line
-    _reader: MessageReader | None = None
-    _pending_ping: tuple[bytes, Event] | None = None
-    _close_timer: gevent.Greenlet | None = None
-    # True while the reader waits for a new message with nothing buffered;
-    # go_away() waits on _went_idle for that (made only then).
-    _idle = False
-    _went_idle: Event | None = None
-    # Whether the last receive between messages took less than it asked
-    # for, so that the socket is likely empty (sockets.wait_readable).
-    _drained = True
-
     def __init__(
         self, sock: Any, settings: Settings, agreement: Agreement = NOTHING, params: Any = None
     ) -> None:
@@ -92,12 +74,27 @@ class ServerConnection(WebSocket):
         self.settings = settings
         self.environ: dict[str, Any] = {}  # the handshake's, once the handler has let it go
         self.params = params  # what the endpoint's check made of the handshake
+        self._notes: dict[str, str] | None = None  # the endpoint's, for the session's line
         self.subprotocol: str | None = agreement.subprotocol
         self._deflate = Deflate(agreement.deflate) if agreement.deflate else None
+        self.state = State.CONNECTING
         self.id = f"{process_id()}-{next(_connection_ids)}"  # in this connection's log lines
+        self.close_code: int | None = None  # set once closing starts, 1005/1006 included
+        self.closed_by = ""  # "client" or "server", set with close_code
+        self.messages_in = self.bytes_in = self.messages_out = self.bytes_out = 0
         self._socket = sock
+        self._reader: MessageReader | None = None
         self._budget = fairness.Budget()
         self._send_lock = Semaphore()
+        self._pending_ping: tuple[bytes, Event] | None = None
+        self._close_timer: gevent.Greenlet | None = None
+        # True while the reader waits for a new message with nothing buffered;
+        # go_away() waits on _went_idle for that (made only then).
+        self._idle = False
+        self._went_idle: Event | None = None
+        # Whether the last receive between messages took less than it asked
+        # for, so that the socket is likely empty (sockets.wait_readable).
+        self._drained = True
         self._closed_callbacks: list[Callable[[], None]] = []
 
     @classmethod
