@@ -12,7 +12,6 @@ in one call of about 4 us: every request it rejects gets a 4xx with a reason.
 from __future__ import annotations
 
 import functools
-import itertools
 import re
 import sys
 from dataclasses import dataclass, field
@@ -27,7 +26,6 @@ MAX_HEAD = 64 * 1024  # bytes of request line and header lines; more gets 431
 MAX_FIELDS = 100  # header lines; more gets 431
 _VERSIONS = {"1.0": "HTTP/1.0", "1.1": "HTTP/1.1"}
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 section 5.6.2
-_COLONS = itertools.repeat(":")
 
 
 @dataclass(slots=True)
@@ -48,19 +46,12 @@ class RequestHead:
         """The headers as sent (gunicorn's access log reads them so)."""
         return self.fields
 
-    # httptools' callback, called while the head is parsed; its header
-    # callbacks are not used (see _take_fields).
+    # httptools' callbacks, called while the head is parsed.
     def on_url(self, url: bytes) -> None:
         self.target += url.decode("latin-1")
 
-    def _take_fields(self, head: str) -> None:
-        """Keep the headers of ``head``, which llhttp has accepted, as sent and as environ entries.
-
-        Once llhttp has accepted the head, each header line is a token, a
-        colon, optional spaces or tabs, and the value up to its CR (llhttp
-        keeps a value's trailing whitespace, and so does this), so the lines
-        are split and partitioned in C: a callback per header cost about 60
-        bytecodes and a call each, and a regular expression 3k instructions.
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """Keep the header as sent, and as an environ entry.
 
         A repeated header's values are joined with commas (cookies with
         ``; ``), so a handshake cannot pass a second ``Sec-WebSocket-Key``
@@ -70,26 +61,19 @@ class RequestHead:
         its environ for the access log, and connections mostly send the same
         values (about 1 KiB per idle connection, bench/README.md).
         """
-        lines = head.split("\r\n")[1:-2]  # after the request line, before the blank line
-        self.fields = fields = [
-            (name, value.lstrip(" \t")) for name, _, value in map(str.partition, lines, _COLONS)
-        ]
-        # Nearly always each name is new and has its entry: one comprehension.
-        environ = {_environ_key(name): sys.intern(value) for name, value in fields}
-        if len(environ) != len(fields) or None in environ:
-            environ = {}
-            for name, value in fields:
-                key = _environ_key(name)
-                if key is None:
-                    continue
-                if key in environ:
-                    value = environ[key] + ("; " if key == "HTTP_COOKIE" else ",") + value
-                environ[key] = sys.intern(value)
-        self.environ = environ
-        if "HTTP_CONNECTION" in environ:
-            self.connection = header_tokens(environ["HTTP_CONNECTION"])
-        if "CONTENT_LENGTH" in environ:
-            self.content_length = int(environ["CONTENT_LENGTH"])  # digits, once: llhttp checks
+        text = value.decode("latin-1")
+        name_text = name.decode("latin-1")
+        self.fields.append((name_text, text))
+        key = _environ_key(name_text)
+        if key is None:
+            return
+        if key in self.environ:
+            text = self.environ[key] + ("; " if key == "HTTP_COOKIE" else ",") + text
+        self.environ[key] = sys.intern(text)
+        if key == "HTTP_CONNECTION":
+            self.connection = header_tokens(text)
+        elif key == "CONTENT_LENGTH":
+            self.content_length = int(text)  # digits, and never twice: llhttp checks
 
 
 def header_tokens(value: str) -> set[str]:
@@ -153,9 +137,8 @@ def parse(lines: list[bytes]) -> RequestHead:
     """The head made of ``lines`` (request line first, blank line last), strictly parsed."""
     head = RequestHead()
     parser = httptools.HttpRequestParser(head)
-    data = b"".join(lines)
     try:
-        parser.feed_data(data)
+        parser.feed_data(b"".join(lines))
     except httptools.HttpParserUpgrade:
         pass  # the head is complete; what follows it is the new protocol's
     except httptools.HttpParserInvalidMethodError:
@@ -171,7 +154,6 @@ def parse(lines: list[bytes]) -> RequestHead:
         raise BadRequest(
             "505 HTTP Version Not Supported", f"HTTP/{version} is not supported; use HTTP/1.1"
         )
-    head._take_fields(data.decode("latin-1"))
     head.method = sys.intern(parser.get_method().decode("ascii"))
     head.version = _VERSIONS[version]
     head.target = sys.intern(head.target)

@@ -210,10 +210,6 @@ def _atom(name: str) -> Callable[[Atoms], Any]:
         return compute
     if name.startswith("{") and len(name) > 3 and name[-2] == "}":
         key, kind = name[1:-2].lower(), name[-1]
-        if kind == "e":  # the session's summary, each line: found without a search first
-            return lambda atoms: (
-                atoms.environ[key] if key in atoms.environ else atoms._named(key, kind)
-            )
         return lambda atoms: atoms._named(key, kind)
     return lambda atoms: "-"
 
