@@ -41,6 +41,10 @@ CASES: dict[str, dict[str, str]] = {
     "one 60 KB subprotocol token": {"Sec-WebSocket-Protocol": "p" * 60_000},
     f"Connection with {ITEMS:,} tokens": {"Connection": ",".join(["x"] * ITEMS + ["Upgrade"])},
     f"Upgrade with {ITEMS:,} tokens": {"Upgrade": ",".join(["x"] * ITEMS + ["websocket"])},
+    "Connection and Upgrade: 31 items of 900 spaces each": {
+        "Connection": ",".join([" " * 900] * 31 + ["Upgrade"]),
+        "Upgrade": ",".join([" " * 900] * 31 + ["websocket"]),
+    },
 }
 MAX_RATIO = 5.0  # a hostile handshake's CPU, against a plain one's
 MAX_P99 = 0.020  # seconds: another client's echo while two attackers loop

@@ -46,6 +46,21 @@ def test_handshake_to_ws_switches_protocols(server):
         assert "sec-websocket-extensions" not in client.headers  # none offered, none accepted
 
 
+@pytest.mark.parametrize(
+    ("connection", "upgrade"),
+    [
+        ("keep-alive, Upgrade", "websocket"),
+        ("UPGRADE", "WebSocket"),
+        (" x ,\t upgrade\t, y ", "h2c ,  websocket "),
+        (",".join(["x"] * 31 + ["upgrade"]), ",".join(["x"] * 31 + ["websocket"])),
+    ],
+    ids=["firefox", "upper-case", "spaces-and-tabs", "32-items"],
+)
+def test_connection_and_upgrade_are_read_as_token_lists(server, connection, upgrade):
+    with RawClient(server.port, Connection=connection, Upgrade=upgrade) as client:
+        assert client.headers["upgrade"] == "websocket"
+
+
 def test_index_page_served(server):
     with urllib.request.urlopen(server.http_url) as response:
         page = response.read().decode()
@@ -67,6 +82,23 @@ def test_healthz(server):
         ({"Sec_WebSocket_Version": None}, "HTTP/1.1", "GET", 400, b"missing"),
         ({"Sec_WebSocket_Version": "8"}, "HTTP/1.1", "GET", 400, b"unsupported"),
         ({"Connection": "keep-alive"}, "HTTP/1.1", "GET", 400, b"Connection header"),
+        ({"Connection": "up grade"}, "HTTP/1.1", "GET", 400, b"Connection header"),
+        ({"Upgrade": "websockets"}, "HTTP/1.1", "GET", 400, b"Upgrade header must list"),
+        ({"Upgrade": "x websocket"}, "HTTP/1.1", "GET", 400, b"Upgrade header must list"),
+        (
+            {"Connection": ",".join(["x"] * 15_000 + ["Upgrade"])},
+            "HTTP/1.1",
+            "GET",
+            400,
+            b"Connection lists more than 32 items (15,001)",
+        ),
+        (
+            {"Upgrade": ",".join(["x"] * 32 + ["websocket"])},
+            "HTTP/1.1",
+            "GET",
+            400,
+            b"Upgrade lists more than 32 items (33)",
+        ),
         ({}, "HTTP/1.0", "GET", 400, b"HTTP/1.1"),
         ({}, "HTTP/1.1", "POST", 405, b"must use GET"),
     ],
@@ -77,6 +109,11 @@ def test_healthz(server):
         "no-version",
         "version-8",
         "no-connection-upgrade",
+        "connection-token-with-a-space",
+        "upgrade-to-websockets",
+        "upgrade-token-with-a-space",
+        "connection-15001-items",
+        "upgrade-33-items",
         "http-1.0",
         "post",
     ],

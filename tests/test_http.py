@@ -93,7 +93,11 @@ def test_oversized_request_gets_its_status_readable_before_the_close(server, req
 
 
 def test_connection_close_and_http_1_0_end_the_connection_after_the_response(server):
-    for request in (HEALTH + b"Connection: close\r\n\r\n", b"GET /healthz HTTP/1.0\r\n\r\n"):
+    for request in (
+        HEALTH + b"Connection: close\r\n\r\n",
+        HEALTH + b"Connection: x-a ,\tClose , x-b\r\n\r\n",
+        b"GET /healthz HTTP/1.0\r\n\r\n",
+    ):
         status, _, body = http_exchange(server.port, request)  # times out if held open
         assert (status, body) == (200, b"ok\n")
 

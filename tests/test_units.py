@@ -453,3 +453,22 @@ def test_a_heads_headers_are_what_llhttp_reports_and_repeated_ones_are_joined(he
             expected[key] = expected[key] + joiner + value if key in expected else value
     assert head.environ == expected
     assert head.target == "/ws?x"
+
+
+@pytest.mark.parametrize(
+    ("version", "headers", "keep_alive", "upgrade"),
+    [
+        (b"1.1", b"", True, False),
+        (b"1.1", b"Connection: x ,\tCLOSE\r\n", False, False),
+        (b"1.1", b"Connection: closed\r\n", True, False),
+        (b"1.0", b"", False, False),
+        (b"1.0", b"Connection: Keep-Alive\r\n", True, False),
+        (b"1.1", b"Connection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n", True, True),
+        (b"1.1", b"Connection: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n", True, True),
+        (b"1.1", b"Connection: upgrade\r\n", True, False),  # upgrade to nothing
+        (b"1.1", b"Connection: upgrades\r\nUpgrade: websocket\r\n", True, False),
+    ],
+)
+def test_connection_is_read_as_llhttp_reads_its_tokens(version, headers, keep_alive, upgrade):
+    head = request_head.parse([b"GET / HTTP/" + version + b"\r\n" + headers + b"\r\n"])
+    assert (head.keep_alive, head.upgrade) == (keep_alive, upgrade)

@@ -244,8 +244,7 @@ class UpgradeHandler(WebSocketHandler):
         if isinstance(self.client_address, tuple):
             environ["REMOTE_ADDR"] = str(self.client_address[0])
             environ["REMOTE_PORT"] = str(self.client_address[1])
-        upgrade = "upgrade" in head.connection
-        environ["wsgi.input_terminated"] = not upgrade
+        environ["wsgi.input_terminated"] = not head.upgrade
         if self.rfile is None:  # a handshake served at once: its frames are the connection's
             environ["wsgi.input"] = io.BytesIO()
             return environ
@@ -255,7 +254,7 @@ class UpgradeHandler(WebSocketHandler):
             self.rfile, self.content_length, self.socket if continues else None, chunked
         )
         # A handshake's input is the connection itself (take_over_input reads it).
-        environ["wsgi.input"] = self.rfile if upgrade else self.wsgi_input
+        environ["wsgi.input"] = self.rfile if head.upgrade else self.wsgi_input
         return environ
 
     def _stop_waiting(self) -> None:
@@ -277,7 +276,7 @@ class UpgradeHandler(WebSocketHandler):
         environ, settings, slots = self.environ, self.settings, self.server.capacity
         try:
             route = self._route()
-            handshake.check(environ, self._head.connection)
+            handshake.check(environ)
             origin = environ.get("HTTP_ORIGIN")
             if not settings.allows_origin(origin):
                 reason = f"Origin {excerpt(origin or '')} is not allowed to connect"
