@@ -29,7 +29,14 @@ import sys
 import time
 from pathlib import Path
 
-from tests.rawws import OP_CLOSE, OP_TEXT, close_payload, encode_frame, handshake_request
+from tests.rawws import (
+    OP_CLOSE,
+    OP_TEXT,
+    close_payload,
+    encode_frame,
+    handshake_request,
+    read_response,
+)
 from tests.servers import GUNICORN, ROOT, free_port, remove_scratch, scratch_dir, wait_for
 
 HANDSHAKES, ROUND_TRIPS = 200, 2000
@@ -64,11 +71,7 @@ def _connect(port: int) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port), timeout=BOOT)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.sendall(handshake_request(port))
-    head = b""
-    while b"\r\n\r\n" not in head:
-        if not (chunk := sock.recv(4096)):
-            raise EOFError("closed during the handshake")
-        head += chunk
+    head, _ = read_response(sock)
     assert head.startswith(b"HTTP/1.1 101 "), head
     return sock
 
