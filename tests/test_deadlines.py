@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from websockets.sync.client import connect
 
+from .exchange import exchange
 from .servers import TIMEOUT, ServerProcess, allow_open_files
 
 READ_TIMEOUT = 1.0
@@ -88,9 +88,7 @@ def test_aborted_tls_handshakes_are_one_info_line_each(tls_gunicorn_server):
         with socket.create_connection(("127.0.0.1", server.port)) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.sendall(hello)  # and reset before the handshake is done
-    with connect(server.ws_url, ssl=server.tls) as ws:
-        ws.send("still serving")
-        assert ws.recv() == "still serving"
+    assert exchange(server.ws_url, server.tls, ["still serving"]).received == ["still serving"]
     assert "failed: the client left" in server.log()
     assert "Traceback" not in server.log()
 
@@ -124,9 +122,7 @@ def held(port: int, count: int, first: bytes, then: bytes | None) -> Iterator[No
 def echo_time(server: ServerProcess) -> float:
     """Seconds to connect and get one echo back."""
     started = time.monotonic()
-    with connect(server.ws_url, ssl=server.tls, open_timeout=TIMEOUT) as ws:
-        ws.send("through")
-        assert ws.recv(timeout=TIMEOUT) == "through"
+    assert exchange(server.ws_url, server.tls, ["through"]).received == ["through"]
     return time.monotonic() - started
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import ssl
 
 from websockets.sync.client import connect
 
+from .exchange import exchange
 from .rawws import OP_TEXT, RawClient
 from .servers import TIMEOUT
 
@@ -87,12 +87,11 @@ def test_headers_named_in_the_setting_are_hidden_too(gunicorn_server):
 
 
 def test_hello_over_tls_names_the_version_and_cipher(tls_server):
-    with connect(f"{tls_server.ws_url}?hello", ssl=tls_server.tls) as ws:
-        hello = json.loads(ws.recv(timeout=TIMEOUT))
-        ssl_object = ws.socket.version(), ws.socket.cipher()[0]
-    assert hello["tls"] == {"version": ssl_object[0], "cipher": ssl_object[1]}
-    assert ssl_object[0] in ("TLSv1.2", "TLSv1.3")
-    assert isinstance(ws.socket, ssl.SSLSocket)
+    said = exchange(f"{tls_server.ws_url}?hello", tls_server.tls, unsolicited=1)
+    assert said.tls is not None
+    version, cipher = said.tls
+    assert json.loads(said.received[0])["tls"] == {"version": version, "cipher": cipher}
+    assert version in ("TLSv1.2", "TLSv1.3")
 
 
 def test_a_parameter_that_is_not_utf8_is_listed_as_ignored(server):

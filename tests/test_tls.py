@@ -6,13 +6,14 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from .exchange import exchange
+
 
 def test_wss_echo(tls_server):
-    with connect(tls_server.ws_url, ssl=tls_server.tls) as ws:
-        assert ws.request.path == "/ws"
-        for message in ("secure ✓", b"\x01\x02" * 70_000):
-            ws.send(message)
-            assert ws.recv() == message
+    messages = ["secure ✓", b"\x01\x02" * 70_000]
+    echoed = exchange(tls_server.ws_url, tls_server.tls, messages)
+    assert echoed.received == messages
+    assert echoed.tls is not None
 
 
 def test_plain_http_to_the_tls_port_gets_400_saying_so(tls_server):
