@@ -6,7 +6,10 @@ clients looping kept everyone else waiting (issue 22). ``make soak`` runs
 ``phase``; alone: ``python -m bench.hostile`` against a fresh server.
 
 CPU is the worker's own, from /proc/PID/schedstat (nanoseconds on a CPU),
-over a run of handshakes made one after another by this process.
+over a run of handshakes made one after another by this process. A shared
+VM's CPU time drifts by half from one second to the next: each case is
+measured in ROUNDS, each right after a run of plain handshakes, and judged
+by its median round.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ CASES: dict[str, dict[str, str]] = {
         "Upgrade": ",".join([" " * 900] * 31 + ["websocket"]),
     },
 }
-MAX_RATIO = 5.0  # a hostile handshake's CPU, against a plain one's
+MAX_RATIO = 5.0  # a hostile handshake's CPU, against a plain one's (the median round)
+ROUNDS = 5  # odd: the median is a round
 MAX_P99 = 0.020  # seconds: another client's echo while two attackers loop
 ATTACK_SECONDS = 10.0
 ATTACKED_BY = f"{ITEMS:,} subprotocols and {ITEMS:,} extensions"
@@ -90,15 +94,22 @@ def attack(port: int, seconds: float) -> None:
 
 def phase(server: ServerProcess, probe_file: Path | None = None) -> list[str]:
     """Each case's CPU against a plain handshake's; another client's p99 under two attackers."""
-    plain, _ = cpu_per_handshake(server, "plain", 1000)
     failures = []
-    print(f"{'handshake':52} {'status':>6} {'CPU':>9} {'ratio':>6}")
-    print(f"{'plain':52} {101:>6} {plain * 1e6:>7.0f} µs {1:>6.2f}")
+    print(f"{'handshake':52} {'status':>6} {'CPU':>9} {'plain':>9} {'ratio':>6} {'spread':>11}")
     for case in list(CASES)[1:]:
-        cpu, status = cpu_per_handshake(server, case, 200)
-        print(f"{case:52} {status:>6} {cpu * 1e6:>7.0f} µs {cpu / plain:>6.2f}")
-        if cpu > MAX_RATIO * plain:
-            failures.append(f"{case}: {cpu / plain:.1f}x a plain handshake's CPU")
+        rounds = []
+        for _ in range(ROUNDS):
+            plain, _ = cpu_per_handshake(server, "plain", 100)
+            cpu, status = cpu_per_handshake(server, case, 50)
+            rounds.append((cpu / plain, cpu, plain))
+        ratios = [ratio for ratio, _, _ in rounds]
+        ratio, cpu, plain = sorted(rounds)[ROUNDS // 2]  # the median round
+        print(
+            f"{case:52} {status:>6} {cpu * 1e6:>6.0f} µs {plain * 1e6:>6.0f} µs {ratio:>6.2f}"
+            f" {min(ratios):>5.2f}-{max(ratios):<5.2f}"
+        )
+        if ratio > MAX_RATIO:
+            failures.append(f"{case}: {ratio:.1f}x a plain handshake's CPU")
     command = [sys.executable, "-m", "bench.hostile", "attack", str(server.port)]
     attackers = [subprocess.Popen([*command, str(ATTACK_SECONDS)], cwd=ROOT) for _ in range(2)]
     try:

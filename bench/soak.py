@@ -41,7 +41,7 @@ from tests.servers import (
     INSTRUMENTED,
     ServerProcess,
     allow_open_files,
-    open_fds,
+    connections_held,
     probe,
     proc_status,
     remove_scratch,
@@ -195,7 +195,6 @@ def memory_given_back(server: ServerProcess, probe_file: Path) -> list[str]:
     """
     worker = server.worker_pid()
     cold = proc_status(worker, "VmRSS")
-    files = open_fds(worker)
     failures = []
     bursts = [
         (f"{DEFLATE_CLIENTS:,} compressed connections echoing 1 KiB", compressed_echoes, 1.3),
@@ -206,7 +205,7 @@ def memory_given_back(server: ServerProcess, probe_file: Path) -> list[str]:
     for name, burst, bound in bursts:
         burst(server.port)
         peak = proc_status(worker, "VmRSS")
-        wait_for(lambda: open_fds(worker) == files, what="every connection to end")
+        wait_for(lambda: connections_held(worker) == 0, what="every connection to end")
         ended = time.monotonic()
         with contextlib.suppress(AssertionError):
             wait_for(

@@ -267,10 +267,6 @@ def allow_open_files(count: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(count, hard), hard))
 
 
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
 def _tcp_sockets() -> Iterator[tuple[int, int, int, str]]:
     """IPv4 sockets from /proc/net/tcp: local port, remote port, unsent bytes, inode."""
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
@@ -288,14 +284,24 @@ def unsent_bytes(local_port: int, remote_port: int) -> int:
     )
 
 
+def _socket_links(pid: int) -> Iterator[str]:
+    """What each open file of process ``pid`` links to: ``socket:[inode]`` for a socket."""
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # closed meanwhile
+            yield os.readlink(fd)
+
+
 def holds_connection(pid: int, peer_port: int) -> bool:
     """Whether process ``pid`` has a socket open to the loopback client on ``peer_port``."""
     inodes = {f"socket:[{inode}]" for _, remote, _, inode in _tcp_sockets() if remote == peer_port}
-    fd_dir = Path(f"/proc/{pid}/fd")
-    for fd in fd_dir.iterdir():
-        try:
-            if os.readlink(fd) in inodes:
-                return True
-        except FileNotFoundError:
-            pass
-    return False
+    return any(link in inodes for link in _socket_links(pid))
+
+
+def connections_held(pid: int) -> int:
+    """How many TCP connections process ``pid`` holds open (its listening sockets aside).
+
+    Not a count of its files: the answer to the readiness check may still be
+    closing when a test starts, and a baseline taken then is one too many.
+    """
+    inodes = {f"socket:[{inode}]" for _, remote, _, inode in _tcp_sockets() if remote}
+    return sum(link in inodes for link in _socket_links(pid))

@@ -17,7 +17,14 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from .rawws import OP_BINARY, OP_TEXT, RawClient, handshake_request, http_exchange
-from .servers import INSTRUMENTED, ServerProcess, open_fds, probe, scratch_dir, wait_for
+from .servers import (
+    INSTRUMENTED,
+    ServerProcess,
+    connections_held,
+    probe,
+    scratch_dir,
+    wait_for,
+)
 
 COUNT = 10  # of each way to end
 
@@ -84,13 +91,12 @@ def test_ended_connections_leave_nothing_for_the_garbage_collector():
     with ServerProcess(command, env) as server:
         worker = server.worker_pid()
         probe(server, probe_file)  # whatever starting up left is collected here
-        files = open_fds(worker)
         for end in ENDINGS:
             for _ in range(COUNT):
                 end(server)
         # Each connection's socket is closed as its greenlet ends, and the probe
-        # runs in a greenlet of its own: once the files are back, all have ended.
-        wait_for(lambda: open_fds(worker) == files, what="every connection to end")
+        # runs in a greenlet of its own: once none is held, all have ended.
+        wait_for(lambda: connections_held(worker) == 0, what="every connection to end")
         garbage = probe(server, probe_file)["garbage"]
     print(f"\n{len(ENDINGS) * COUNT} connections ended; the collector then found {garbage} objects")
     assert garbage < COUNT  # each connection once left 17, and its buffers and zlib streams
