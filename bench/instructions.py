@@ -3,15 +3,15 @@
 CPU time on a shared machine moves by a factor of two within an hour; the
 count of a server's instructions repeats to about 0.1 % whatever else runs
 (with one hash seed: see ``instructions``).
-Each server (this one's gunicorn worker, and the gevent floor of
-``bench/peers.py``) runs under callgrind three times: with H handshakes and
+Each server (this one's gunicorn worker, and the gevent floor and aiohttp on
+uvloop of ``bench/peers.py``) runs under callgrind three times: with H handshakes and
 R round trips, with 3H and R, and with H and 3R. The differences, divided by
 2H and 2R, are the instructions of one handshake (open, upgrade, Close
 answered, closed) and of one 32-byte round trip; start-up, imports, warm-up
 and shutdown cancel out. The kernel's work is not counted, nor is gunicorn's
 master (it only forks the worker).
 
-    .venv/bin/python -m bench.instructions     # about 5 minutes
+    .venv/bin/python -m bench.instructions     # about 2 minutes
 
 No health check reaches the servers (each would add instructions of its
 own): once the port listens (read from /proc/net/tcp), the first client
@@ -45,6 +45,7 @@ BOOT = 600.0  # seconds a server may take to start under callgrind
 SERVERS = {
     "echo": [*GUNICORN, "--timeout", "0", "--workers", "1"],
     "gevent floor": [sys.executable, "-m", "bench.peers", "gevent"],
+    "aiohttp": [sys.executable, "-m", "bench.peers", "aiohttp"],
 }
 
 
@@ -143,13 +144,14 @@ def main() -> int:
             (more_handshakes - base) / (2 * HANDSHAKES),
             (more_round_trips - base) / (2 * ROUND_TRIPS),
         )
-    floor = results["gevent floor"]
+    floor, aiohttp = results["gevent floor"], results["aiohttp"]
     print("| Server | instructions per handshake | per 32 B round trip |")
     print("| --- | ---: | ---: |")
     for name, (handshake, round_trip) in results.items():
         print(
-            f"| {name} | {handshake:,.0f} ({handshake / floor[0]:.2f}x the floor)"
-            f" | {round_trip:,.0f} ({round_trip / floor[1]:.2f}x) |"
+            f"| {name} | {handshake:,.0f} ({handshake / floor[0]:.2f}x the floor,"
+            f" {handshake / aiohttp[0]:.2f}x aiohttp) | {round_trip:,.0f}"
+            f" ({round_trip / floor[1]:.2f}x, {round_trip / aiohttp[1]:.2f}x) |"
         )
     print(f"({time.monotonic() - started:.0f} s)")
     remove_scratch()
