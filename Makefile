@@ -56,7 +56,7 @@ bench-pinned: $(VENV)/.dev
 	$(BIN)/python -m bench.pinned $(if $(BEFORE),--before $(BEFORE))
 
 # Instructions per handshake and per round trip, this server against the gevent
-# floor, counted by valgrind (repeatable on a busy machine); about 2 minutes.
+# floor and aiohttp, counted by valgrind (repeatable on a busy machine); about 2 minutes.
 instructions: $(VENV)/.dev
 	@command -v valgrind >/dev/null || (apt-get update && apt-get install -y valgrind)
 	$(BIN)/python -m bench.instructions
