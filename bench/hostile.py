@@ -102,11 +102,11 @@ def phase(server: ServerProcess, probe_file: Path | None = None) -> list[str]:
             plain, _ = cpu_per_handshake(server, "plain", 100)
             cpu, status = cpu_per_handshake(server, case, 50)
             rounds.append((cpu / plain, cpu, plain))
-        ratios = [ratio for ratio, _, _ in rounds]
-        ratio, cpu, plain = sorted(rounds)[ROUNDS // 2]  # the median round
+        rounds.sort()
+        ratio, cpu, plain = rounds[ROUNDS // 2]  # the median round
         print(
             f"{case:52} {status:>6} {cpu * 1e6:>6.0f} µs {plain * 1e6:>6.0f} µs {ratio:>6.2f}"
-            f" {min(ratios):>5.2f}-{max(ratios):<5.2f}"
+            f" {rounds[0][0]:>5.2f}-{rounds[-1][0]:.2f}"
         )
         if ratio > MAX_RATIO:
             failures.append(f"{case}: {ratio:.1f}x a plain handshake's CPU")

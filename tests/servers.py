@@ -212,7 +212,7 @@ class ServerProcess:
                     ws.send("ready?")
                     assert ws.recv() == "ready?"
                     port = ws.socket.getsockname()[1]
-                    serving.update(pid for pid in self.worker_pids() if holds_connection(pid, port))
+                    serving.update(pid for pid in self.worker_pids() if connections_held(pid, port))
                     if len(serving) == workers:
                         return True
             return False
@@ -284,24 +284,20 @@ def unsent_bytes(local_port: int, remote_port: int) -> int:
     )
 
 
-def _socket_links(pid: int) -> Iterator[str]:
-    """What each open file of process ``pid`` links to: ``socket:[inode]`` for a socket."""
+def connections_held(pid: int, peer_port: int | None = None) -> int:
+    """How many TCP connections process ``pid`` holds open (to ``peer_port``, if given).
+
+    Listening sockets aside. Not a count of its files: the answer to the
+    readiness check may still be closing when a test starts, and a baseline
+    taken then is one too many.
+    """
+    inodes = {
+        f"socket:[{inode}]"
+        for _, remote, _, inode in _tcp_sockets()
+        if remote and peer_port in (None, remote)
+    }
+    held = 0
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         with contextlib.suppress(FileNotFoundError):  # closed meanwhile
-            yield os.readlink(fd)
-
-
-def holds_connection(pid: int, peer_port: int) -> bool:
-    """Whether process ``pid`` has a socket open to the loopback client on ``peer_port``."""
-    inodes = {f"socket:[{inode}]" for _, remote, _, inode in _tcp_sockets() if remote == peer_port}
-    return any(link in inodes for link in _socket_links(pid))
-
-
-def connections_held(pid: int) -> int:
-    """How many TCP connections process ``pid`` holds open (its listening sockets aside).
-
-    Not a count of its files: the answer to the readiness check may still be
-    closing when a test starts, and a baseline taken then is one too many.
-    """
-    inodes = {f"socket:[{inode}]" for _, remote, _, inode in _tcp_sockets() if remote}
-    return sum(link in inodes for link in _socket_links(pid))
+            held += os.readlink(fd) in inodes
+    return held

@@ -22,7 +22,7 @@ from .rawws import (
     encode_frame,
     handshake_request,
 )
-from .servers import TIMEOUT, holds_connection, wait_for
+from .servers import TIMEOUT, connections_held, wait_for
 
 
 @pytest.mark.parametrize(
@@ -88,14 +88,14 @@ def test_vanished_client_cleaned_up_quietly(server):
     for vanish in ("reset", "fin", "mid-frame"):
         client = RawClient(server.port)
         port = client.sock.getsockname()[1]
-        assert holds_connection(worker, port)
+        assert connections_held(worker, port)
         if vanish == "reset":  # SO_LINGER 0: the kernel sends RST instead of FIN
             client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         if vanish == "mid-frame":
             client.sock.sendall(b"\x82\xfe\x10\x00")  # 4096-byte frame announced, never sent
         client.close()
         wait_for(
-            lambda p=port: not holds_connection(worker, p), what="the server to drop the socket"
+            lambda p=port: not connections_held(worker, p), what="the server to drop the socket"
         )
     assert "Traceback" not in server.log()
     with connect(server.ws_url) as ws:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import socket
 import urllib.error
 import urllib.request
@@ -19,7 +20,7 @@ from .rawws import (
     handshake_request,
     http_exchange,
 )
-from .servers import TIMEOUT
+from .servers import TIMEOUT, wait_for
 
 
 def test_plain_http_to_ws_gets_400_with_reason(server):
@@ -127,6 +128,45 @@ def test_bad_handshake_rejected_with_reason(server, headers, version, method, st
     if b"Version" in reason or reason in (b"missing", b"unsupported"):
         assert got_headers["sec-websocket-version"] == "13"
     assert "Traceback" not in server.log()
+
+
+def test_hostile_token_lists_are_logged_and_counted_without_their_contents(server):
+    """Each refusal is one short INFO line, one short access line and its metric's reason."""
+    marker = f"x-{uuid.uuid4().hex}"  # in the hostile header only: no line may show it
+    cases = [  # header, its items, the metric's reason
+        ("Connection", ["x"] * 4_321 + [marker, "Upgrade"], "connection"),
+        ("Upgrade", ["x"] * 1_234 + [marker, "websocket"], "upgrade"),
+        ("Upgrade", [f"{marker}-websockets"], "upgrade"),
+    ]
+    counted = collections.Counter(reason for _, _, reason in cases)
+
+    def rejected(reason: str) -> float:
+        return server.metric("echo_handshakes_total", result="rejected", reason=reason)
+
+    before = {reason: rejected(reason) for reason in counted}
+    agent = f"test-{uuid.uuid4()}"
+    for header, items, _ in cases:
+        request = handshake_request(server.port, User_Agent=agent, **{header: ",".join(items)})
+        status, _, body = http_exchange(server.port, request)
+        assert status == 400
+        assert marker.encode() not in body
+    wait_for(
+        lambda: all(rejected(reason) == before[reason] + n for reason, n in counted.items()),
+        what="the refusals counted by reason",
+    )
+    wait_for(lambda: server.log().count(agent) == len(cases), what="the access lines")
+    log = server.log()
+    assert marker not in log
+    for reason in (
+        "Connection lists more than 32 items (4,323)",
+        "Upgrade lists more than 32 items (1,236)",
+        "the Upgrade header must list websocket",
+    ):
+        assert f"[INFO] handshake rejected (400 Bad Request): {reason}" in log
+    for line in log.splitlines():
+        if agent in line:
+            assert '"GET /ws HTTP/1.1" 400 ' in line
+            assert len(line) < 300
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import pytest
 from websockets.sync.client import connect
 
 from .rawws import OP_BINARY, RawClient, encode_frame, handshake_request, http_exchange
-from .servers import TIMEOUT, holds_connection, wait_for
+from .servers import TIMEOUT, connections_held, wait_for
 
 STALL = {"ECHO_READ_TIMEOUT": "0.5"}
 
@@ -86,7 +86,7 @@ def test_half_frame_stall_is_closed_1008_while_others_are_served(gunicorn_server
         assert_still_serving(server)
         assert stalled.recv_close()[0] == 1008
         assert time.monotonic() - started > 0.4
-    wait_for(lambda: not holds_connection(worker, port), what="the stalled client to be dropped")
+    wait_for(lambda: not connections_held(worker, port), what="the stalled client to be dropped")
 
 
 def test_idle_connection_is_not_cut_by_read_timeout(gunicorn_server):

@@ -12,7 +12,7 @@ from collections import Counter
 from websockets.sync.client import connect
 
 from .rawws import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, RawClient
-from .servers import holds_connection, wait_for
+from .servers import connections_held, wait_for
 
 KEEPALIVE = {"ECHO_PING_INTERVAL": "0.5", "ECHO_PING_TIMEOUT": "1"}
 
@@ -48,7 +48,7 @@ def test_client_that_never_answers_is_closed_1011(gunicorn_server):
         client.assert_eof()
     line = "] closing with 1011: keepalive ping timeout"
     wait_for(lambda: server.log().count(line) == logged + 1, what="its INFO line")
-    wait_for(lambda: not holds_connection(worker, port), what="the worker to free the socket")
+    wait_for(lambda: not connections_held(worker, port), what="the worker to free the socket")
 
 
 def test_library_client_answers_pings_and_stays_open(gunicorn_server):

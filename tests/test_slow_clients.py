@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from .rawws import OP_BINARY, OP_CLOSE, OP_PING, RawClient, encode_frame
-from .servers import GUNICORN, ServerProcess, holds_connection, wait_for
+from .servers import GUNICORN, ServerProcess, connections_held, wait_for
 
 READ_TIMEOUT = {"ECHO_READ_TIMEOUT": "1"}
 KEEPALIVE = {"ECHO_PING_INTERVAL": "0.5", "ECHO_PING_TIMEOUT": "1"}
@@ -72,7 +72,7 @@ def test_client_that_never_reads_is_closed_1011_by_the_keepalive(gunicorn_server
     assert line.endswith("close=1011 by=server"), line
     assert isinstance(writer.error, (BrokenPipeError, ConnectionResetError))  # hung up on
     assert server.metric("echo_closes_total", code="1011", by="server") == closed + 1
-    wait_for(lambda: not holds_connection(worker, port), what="the worker to free the socket")
+    wait_for(lambda: not connections_held(worker, port), what="the worker to free the socket")
 
 
 def test_shutdown_echoes_everything_to_a_slow_reader_then_closes_1001():
