@@ -11,6 +11,7 @@ import time
 import zlib
 from datetime import timedelta
 
+import gevent
 import httptools
 import pytest
 from gevent import socket as gevent_socket
@@ -416,6 +417,43 @@ def test_a_close_frame_goes_at_once_when_the_socket_takes_it():
         ws.close(4000, "bye")
         assert client_side.recv(64) == b"\x88\x05\x0f\xa0bye"
         assert ws.state.value == "closing"  # until the client's Close, or close_timeout
+        ws.abort()
+
+
+def test_writers_take_turns_in_order_and_an_interrupted_one_passes_its_turn_on():
+    """Frames never interleave: writers wait for the one writing and go in the order they came.
+
+    A writer killed while it waits leaves the queue; one interrupted just
+    after it was handed the turn (before it ran) hands it to the next, or
+    every later write would wait for ever.
+    """
+    server_side, client_side = gevent_socket.socketpair()
+    with server_side, client_side:
+        server_side.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        ws = ServerConnection(server_side, Settings.from_env({}))
+        ws.open(b"", b"")
+        large = os.urandom(1 << 20)
+        waiting: dict[str, gevent.Greenlet] = {}
+
+        def write_then_interrupt_the_next() -> None:
+            ws.send(large)  # blocks until the client reads; then "b" has the turn
+            waiting["b"].throw(gevent.GreenletExit)  # before "b" could run
+
+        first = gevent.spawn(write_then_interrupt_the_next)
+        for name in "abc":
+            waiting[name] = gevent.spawn(ws.send, name.encode() * 10)
+        gevent.idle()  # the first is blocked mid-frame, the others wait in turn
+        waiting["a"].kill()  # while it waits
+        expected = frames.encode_header(OP_BINARY, len(large)) + large + b"\x82\x0a" + b"c" * 10
+        received = b""
+        with gevent.Timeout(10):
+            while len(received) < len(expected):
+                received += client_side.recv(1 << 16)
+            waiting["c"].join()
+        assert received == expected
+        ws.send(b"d")  # nobody writing, nobody waiting: it goes at once
+        assert client_side.recv(16) == b"\x82\x01d"
+        first.kill()
         ws.abort()
 
 

@@ -39,6 +39,12 @@ _KNOWN_OPCODES = frames.DATA_OPCODES | frames.CONTROL_OPCODES
 _RSV1 = frames.RSV1
 _RSV1_RSV2_RSV3 = 0x70
 _RSV2_RSV3 = 0x30
+# Header bytes of the usual small echo: a final text or binary frame, no RSV
+# bits; masked, with a length under 126 (RFC 6455 section 5.2).
+_FIN_TEXT = 0x80 | frames.OP_TEXT
+_FIN_DATA = frozenset({_FIN_TEXT, 0x80 | frames.OP_BINARY})
+_MASKED = 0x80
+_MASKED_LENGTH_16 = 0x80 | 126
 
 #: ``receive(size, idle)``: up to ``size`` bytes, ``b""`` at end of stream.
 #: ``idle`` is true when no frame has begun and no fragmented message is in
@@ -115,6 +121,21 @@ class MessageReader:
                 self._fill(2)
                 continue
             first, second = buffer[position], buffer[position + 1]
+            if (
+                first in _FIN_DATA
+                and _MASKED <= second < _MASKED_LENGTH_16
+                and self._opcode is None
+            ):
+                # The usual small echo: one whole message in one small masked
+                # frame, uncompressed. Decided from the two header bytes alone;
+                # any other frame goes the general way below.
+                length = second - _MASKED
+                start = position + 6
+                end = start + length
+                if end <= len(buffer) and length <= self._max_size:
+                    self._position = end
+                    payload = frames.apply_mask(buffer[start:end], buffer[position + 2 : start])
+                    return Message(_whole(first, payload), length)
             opcode, length = first & 0x0F, second & 0x7F
             header_size = 6 if length < 126 else 8 if length == 126 else 14
             if (
@@ -157,11 +178,10 @@ class MessageReader:
                 and end <= len(buffer)
                 and length <= self._max_size
             ):
-                # The usual small echo: a whole message in one frame, uncompressed,
-                # within the limit and already here. Any other frame goes below,
-                # through _begin_frame, which owns the checks.
+                # A whole message in one frame, uncompressed, within the limit
+                # and already here, but longer: without _begin_frame's assembly.
                 self._position = end
-                return Message(_whole(opcode, frames.apply_mask(buffer[start:end], mask)), length)
+                return Message(_whole(first, frames.apply_mask(buffer[start:end], mask)), length)
             self._begin_frame(opcode, length, first & _RSV1)
             if end <= len(buffer):  # the whole payload is here
                 self._position = end
@@ -173,12 +193,16 @@ class MessageReader:
                 return self._end_message()
 
     def _fill(self, size: int) -> None:
-        """Receive until at least ``size`` unparsed bytes are buffered."""
+        """Receive until at least ``size`` unparsed bytes are buffered.
+
+        ``size`` is at most a frame header and a control frame's payload
+        (139 bytes), so each receive asks for ``READ_AHEAD``.
+        """
         rest = self._buffer[self._position :]
         self._buffer, self._position = rest, 0  # what was parsed is let go before waiting
         idle = not rest and self._opcode is None
         while len(rest) < size:
-            data = self._receive(max(size - len(rest), READ_AHEAD), idle)
+            data = self._receive(READ_AHEAD, idle)
             if not data:
                 raise EOFError("connection closed in the middle of a frame")
             rest = self._buffer = rest + data if rest else data
@@ -269,9 +293,12 @@ class MessageReader:
         return text
 
 
-def _whole(opcode: int, payload: bytes) -> str | bytes:
-    """A whole message's data: text decoded (strictly: 1007 if not UTF-8), binary as is."""
-    if opcode != frames.OP_TEXT:
+def _whole(first: int, payload: bytes) -> str | bytes:
+    """A whole message's data, from its frame's first byte (FIN, no RSV bits, its opcode).
+
+    Text is decoded (strictly: 1007 if not UTF-8), binary kept as it is.
+    """
+    if first != _FIN_TEXT:
         return payload
     try:
         return payload.decode("utf-8")

@@ -20,6 +20,7 @@ it, 1005 and 1006 included.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import enum
 import itertools
@@ -33,7 +34,6 @@ from typing import Any, ClassVar
 
 import gevent
 from gevent.event import Event
-from gevent.lock import Semaphore
 from geventwebsocket.websocket import WebSocket
 
 from ..protocol import frames
@@ -61,6 +61,10 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+# Read per message: a module global costs one lookup, ``State.OPEN`` two.
+_OPEN, _CLOSING = State.OPEN, State.CLOSING
+
+
 class ServerConnection(WebSocket):
     """One connection, made by the handler for a valid handshake and opened with its 101."""
 
@@ -84,8 +88,15 @@ class ServerConnection(WebSocket):
         self.messages_in = self.bytes_in = self.messages_out = self.bytes_out = 0
         self._socket = sock
         self._reader: MessageReader | None = None
-        self._budget = fairness.Budget()
-        self._send_lock = Semaphore()
+        # Work left before the reader gives the others a turn (fairness), kept
+        # here rather than in a fairness.Budget: a call per message was 4 % of
+        # a small echo's instructions (bench/README.md).
+        self._turn_left = fairness.TURN
+        # Whether a greenlet is writing a frame, and who waits to write next
+        # (_wait_to_write): frames never interleave, and the usual write,
+        # with nobody waiting, costs a flag instead of a lock (bench/README.md).
+        self._writing = False
+        self._next_writers: collections.deque[Event] | None = None
         self._pending_ping: tuple[bytes, Event] | None = None
         self._close_timer: gevent.Greenlet | None = None
         # True while the reader waits for a new message with nothing buffered;
@@ -200,7 +211,7 @@ class ServerConnection(WebSocket):
         Answers pings and the client's Close on the way. Returns ``None`` once
         the connection is over, whoever ended it and however.
         """
-        while self.state in (State.OPEN, State.CLOSING):
+        while (state := self.state) is _OPEN or state is _CLOSING:
             try:
                 event = self._reader.read_event()
             except ProtocolError as exc:
@@ -213,15 +224,20 @@ class ServerConnection(WebSocket):
             else:
                 # A client that never lets the socket run dry must not keep the
                 # others waiting (control frames, 125 bytes at most, count as empty).
-                if isinstance(event, Message):
-                    self._budget.spend(fairness.EVENT_COST + event.size)
-                    if self.state is State.OPEN:
+                message = type(event) is Message
+                self._turn_left -= (
+                    fairness.EVENT_COST + event.size if message else fairness.EVENT_COST
+                )
+                if self._turn_left <= 0:
+                    self._turn_left = fairness.TURN
+                    fairness.yield_turn()
+                if message:
+                    if self.state is _OPEN:  # it may have changed while reading
                         self.messages_in += 1
                         self.bytes_in += event.size
                         return event.data
                     # Data after our Close frame is discarded (RFC 6455 section 5.5.1).
                     continue
-                self._budget.spend(fairness.EVENT_COST)
                 if isinstance(event, Ping):
                     self._send_quietly(frames.OP_PONG, event.payload)
                 elif isinstance(event, Pong):
@@ -250,15 +266,47 @@ class ServerConnection(WebSocket):
         under the send lock: with context takeover, messages must be
         compressed in the order they are sent.
         """
-        with self._send_lock:
+        if self._writing:
+            self._wait_to_write()
+        else:
+            self._writing = True
+        try:
             # Data frames only while open; control frames while closing too.
-            if self.state is not State.OPEN and (
-                opcode in frames.DATA_OPCODES or self.state is not State.CLOSING
+            if self.state is not _OPEN and (
+                opcode in frames.DATA_OPCODES or self.state is not _CLOSING
             ):
                 raise ConnectionClosed(f"cannot send on a {self.state.value} connection")
             if self._deflate is not None and opcode in frames.DATA_OPCODES:
                 opcode, message = opcode | frames.RSV1, self._deflate.compress(message)
             self._write(opcode, message)
+        finally:
+            self._end_write()
+
+    def _end_write(self) -> None:
+        """The frame is written, or failed: the turn goes to the first greenlet waiting, if any."""
+        if self._next_writers:
+            self._next_writers.popleft().set()  # _writing stays set: the turn is theirs
+        else:
+            self._writing = False
+
+    def _wait_to_write(self) -> None:
+        """Wait for the greenlets writing or waiting before this one; then it is the writer.
+
+        The writer hands over by setting the first waiter's event, leaving
+        ``_writing`` set, so waiters write in turn, in the order they came.
+        """
+        turn = Event()
+        if self._next_writers is None:
+            self._next_writers = collections.deque()
+        self._next_writers.append(turn)
+        try:
+            turn.wait()
+        except BaseException:  # a deadline or a kill while waiting
+            if turn.is_set():
+                self._end_write()  # handed the turn as it was interrupted: pass it on
+            else:
+                self._next_writers.remove(turn)
+            raise
 
     def _write(self, opcode: int, payload: bytes | bytearray | memoryview) -> None:
         size = len(payload)
@@ -333,14 +381,15 @@ class ServerConnection(WebSocket):
                 self._lost(by="server")
                 return
             payload = self._start_closing(code, reason, by="server")
-            if self._send_lock.acquire(blocking=False):
+            if not self._writing:
+                self._writing = True
                 try:
                     with gevent.Timeout(self.settings.close_timeout, False):
                         self._write(frames.OP_CLOSE, payload)
                 except ConnectionClosed:
                     pass
                 finally:
-                    self._send_lock.release()
+                    self._end_write()
         self._mark_closed(socket.SHUT_RDWR)
 
     def _start_closing(self, code: int | None, reason: str, by: str) -> bytes:
@@ -362,7 +411,8 @@ class ServerConnection(WebSocket):
         """
         payload = self._start_closing(code, reason, by)
         sent = False
-        if self._send_lock.acquire(blocking=False):
+        if not self._writing:
+            self._writing = True
             try:
                 frame = frames.encode_header(frames.OP_CLOSE, len(payload)) + payload
                 rest = frame[send_now(self._socket, frame) :]
@@ -375,7 +425,7 @@ class ServerConnection(WebSocket):
                 self._lost(by="client")
                 return
             finally:
-                self._send_lock.release()
+                self._end_write()
         else:
             with gevent.Timeout(self.settings.close_timeout, False):
                 self._send_quietly(frames.OP_CLOSE, payload)

@@ -13,9 +13,10 @@ def send_all(sock: Any, data: bytes | bytearray | memoryview) -> None:
 
     gevent's ``sendall()`` asks the kernel for the send buffer size on every
     call; one ``send()`` nearly always takes a message or a response whole,
-    and only what is left goes through ``sendall()``.
+    and only what is left goes through ``sendall()``. On a plain socket that
+    one ``send()`` goes to the kernel's socket beneath gevent's (``send_now``).
     """
-    sent = sock.send(data)
+    sent = send_now(sock, data) if type(sock) is PlainSocket else sock.send(data)
     if sent < len(data):
         sock.sendall(memoryview(data)[sent:])
 
