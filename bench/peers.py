@@ -133,12 +133,7 @@ def gevent_floor(port: int, processes: int = 1) -> None:
 
     from echo.protocol import frames, handshake
     from echo.protocol.reader import Close, Message, MessageReader, Ping
-    from echo.server.sockets import send_all, wait_readable
-
-    def receive(sock, size: int, idle: bool) -> bytes:
-        if idle:
-            wait_readable(sock)
-        return sock.recv(size)
+    from echo.server.sockets import receive, send_all
 
     def handle(sock, address) -> None:
         request = b""

@@ -116,10 +116,8 @@ class MessageReader:
         """
         while True:
             buffer, position = self._buffer, self._position
-            available = len(buffer) - position
-            if available < 2:
-                self._fill(2)
-                continue
+            if len(buffer) - position < 2:
+                buffer, position = self._fill(2), 0
             first, second = buffer[position], buffer[position + 1]
             if (
                 first in _FIN_DATA
@@ -158,7 +156,7 @@ class MessageReader:
                     buffer[end - length : end], buffer[end - length - 4 : end - length]
                 )
                 return _control_event(opcode, payload)
-            if available < header_size:
+            if len(buffer) - position < header_size:
                 self._fill(header_size)
                 continue
             if length == 126:
@@ -192,8 +190,8 @@ class MessageReader:
             if first & 0x80:
                 return self._end_message()
 
-    def _fill(self, size: int) -> None:
-        """Receive until at least ``size`` unparsed bytes are buffered.
+    def _fill(self, size: int) -> bytes:
+        """Receive until at least ``size`` unparsed bytes are buffered; the buffer.
 
         ``size`` is at most a frame header and a control frame's payload
         (139 bytes), so each receive asks for ``READ_AHEAD``.
@@ -207,6 +205,7 @@ class MessageReader:
                 raise EOFError("connection closed in the middle of a frame")
             rest = self._buffer = rest + data if rest else data
             idle = False
+        return rest
 
     def _begin_frame(self, opcode: int, length: int, compressed: int) -> None:
         if opcode == frames.OP_CONTINUATION:

@@ -44,7 +44,7 @@ from ..protocol.negotiation import NOTHING, Agreement
 from ..protocol.reader import Close, Message, MessageReader, Ping, Pong
 from . import fairness, lingering
 from .settings import Settings, process_id
-from .sockets import has_input, send_all, send_now, wait_readable
+from .sockets import has_input, receive, send_all, send_now
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ class ServerConnection(WebSocket):
         self._idle = False
         self._went_idle: Event | None = None
         # Whether the last receive between messages took less than it asked
-        # for, so that the socket is likely empty (sockets.wait_readable).
+        # for, so that the socket is likely empty (sockets.receive).
         self._drained = True
         self._closed_callbacks: list[Callable[[], None]] = []
 
@@ -180,9 +180,7 @@ class ServerConnection(WebSocket):
         self._idle = True  # until the client sends again
         if self._went_idle is not None:
             self._went_idle.set()
-        if self._drained:  # the last receive took all there was: wait first
-            wait_readable(self._socket)
-        data = self._socket.recv(size)
+        data = receive(self._socket, size, self._drained)  # wait first?
         if data:
             self._idle = False
         self._drained = len(data) < size

@@ -16,7 +16,13 @@ def send_all(sock: Any, data: bytes | bytearray | memoryview) -> None:
     and only what is left goes through ``sendall()``. On a plain socket that
     one ``send()`` goes to the kernel's socket beneath gevent's (``send_now``).
     """
-    sent = send_now(sock, data) if type(sock) is PlainSocket else sock.send(data)
+    if type(sock) is PlainSocket:
+        try:
+            sent = sock._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+    else:
+        sent = sock.send(data)
     if sent < len(data):
         sock.sendall(memoryview(data)[sent:])
 
@@ -44,25 +50,34 @@ def discard(sock: Any, size: int) -> None:
         size -= len(data)
 
 
-def wait_readable(sock: Any) -> None:
-    """Wait until ``sock`` has something to read (or has ended), within its timeout.
+def receive(sock: Any, size: int, wait_first: bool) -> bytes:
+    """Up to ``size`` bytes from ``sock``, waiting (within its timeout) until some have come.
 
     gevent's ``recv()`` first tries the socket and, when nothing has come
     (the usual case between messages), waits and tries again: a failed
     syscall and an exception per message, about a fifth of a small echo's
-    cost (bench/README.md). Waiting first saves both; where data is already
-    waiting it costs one pass of the event loop, so a caller waits first
-    only when its last receive drained the socket. TLS is left to ``recv()``:
-    the TLS layer may hold decrypted bytes while the socket has none.
+    cost (bench/README.md). With ``wait_first`` (the caller's last receive
+    drained the socket) it waits on the socket's own watcher first, then
+    receives from the kernel's socket beneath gevent's; where data is
+    already waiting, a wait would cost a pass of the event loop, so the
+    caller asks for one only after a receive that took all there was. TLS
+    goes through ``recv()``: the TLS layer may hold decrypted bytes while
+    the socket has none.
     """
     if type(sock) is PlainSocket:  # not gevent's SSLSocket, a subclass
-        sock._wait(sock._read_event)  # gevent's own wait, on the socket's own watcher
+        if wait_first:
+            sock._wait(sock._read_event)  # gevent's own wait, on the socket's own watcher
+        try:
+            return sock._sock.recv(size)
+        except BlockingIOError:
+            pass  # nothing after all: recv() waits
+    return sock.recv(size)
 
 
 def has_input(sock: Any) -> bool:
     """Whether bytes have arrived on ``sock`` that nobody has read yet; never waits.
 
-    A reader waiting for the socket (``wait_readable``) may not have been
+    A reader waiting for the socket (``receive``) may not have been
     told yet of what has already arrived.
     """
     pending = getattr(sock, "pending", None)
