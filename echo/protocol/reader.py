@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from . import deflate, frames
 from .deflate import Deflate
 from .errors import InvalidUTF8, MessageTooBig, ProtocolError
+from .frames import apply_mask
 
 # How much one receive asks for when parsing frames out of a stream.
 READ_AHEAD = 64 * 1024
@@ -125,65 +126,70 @@ class MessageReader:
                 and self._opcode is None
             ):
                 # The usual small echo: one whole message in one small masked
-                # frame, uncompressed. Decided from the two header bytes alone;
-                # any other frame goes the general way below.
-                length = second - _MASKED
-                start = position + 6
-                end = start + length
-                if end <= len(buffer) and length <= self._max_size:
+                # frame, uncompressed, decided from the two header bytes alone.
+                opcode, length, start = first & 0x0F, second - _MASKED, position + 6
+                whole = True
+            else:
+                opcode, length = first & 0x0F, second & 0x7F
+                header_size = 6 if length < 126 else 8 if length == 126 else 14
+                if (
+                    first & self._reserved_bits
+                    or not second & 0x80
+                    or opcode not in _KNOWN_OPCODES
+                    or (
+                        opcode >= 0x8
+                        and (
+                            first & _RSV1 or not first & 0x80 or length > frames.MAX_CONTROL_PAYLOAD
+                        )
+                    )
+                ):
+                    _reject_header(first, second, self._reserved_bits)
+                if opcode >= 0x8:  # a control frame: parsed only once wholly here
+                    end = position + header_size + length
+                    if len(buffer) < end:
+                        self._fill(header_size + length)
+                        continue
                     self._position = end
-                    payload = frames.apply_mask(buffer[start:end], buffer[position + 2 : start])
-                    return Message(_whole(first, payload), length)
-            opcode, length = first & 0x0F, second & 0x7F
-            header_size = 6 if length < 126 else 8 if length == 126 else 14
-            if (
-                first & self._reserved_bits
-                or not second & 0x80
-                or opcode not in _KNOWN_OPCODES
-                or (
-                    opcode >= 0x8
-                    and (first & _RSV1 or not first & 0x80 or length > frames.MAX_CONTROL_PAYLOAD)
-                )
-            ):
-                _reject_header(first, second, self._reserved_bits)
-            if opcode >= 0x8:  # a control frame: parsed only once wholly here
-                end = position + header_size + length
-                if len(buffer) < end:
-                    self._fill(header_size + length)
+                    payload = apply_mask(
+                        buffer[end - length : end], buffer[end - length - 4 : end - length]
+                    )
+                    return _control_event(opcode, payload)
+                if len(buffer) - position < header_size:
+                    self._fill(header_size)
                     continue
-                self._position = end
-                payload = frames.apply_mask(
-                    buffer[end - length : end], buffer[end - length - 4 : end - length]
+                if length == 126:
+                    length = buffer[position + 2] << 8 | buffer[position + 3]
+                elif length == 127:
+                    length = int.from_bytes(buffer[position + 2 : position + 10], "big")
+                    if length >> 63:
+                        raise ProtocolError("frame length has its most significant bit set")
+                start = position + header_size
+                whole = (
+                    first & 0x80
+                    and opcode != frames.OP_CONTINUATION
+                    and self._opcode is None
+                    and not first & _RSV1
                 )
-                return _control_event(opcode, payload)
-            if len(buffer) - position < header_size:
-                self._fill(header_size)
-                continue
-            if length == 126:
-                length = buffer[position + 2] << 8 | buffer[position + 3]
-            elif length == 127:
-                length = int.from_bytes(buffer[position + 2 : position + 10], "big")
-                if length >> 63:
-                    raise ProtocolError("frame length has its most significant bit set")
-            start = position + header_size
-            mask = buffer[start - 4 : start]
             end = start + length
-            if (
-                first & 0x80
-                and opcode != frames.OP_CONTINUATION
-                and self._opcode is None
-                and not first & _RSV1
-                and end <= len(buffer)
-                and length <= self._max_size
-            ):
+            if whole and end <= len(buffer) and length <= self._max_size:
                 # A whole message in one frame, uncompressed, within the limit
-                # and already here, but longer: without _begin_frame's assembly.
+                # and already here: without _begin_frame's assembly.
                 self._position = end
-                return Message(_whole(first, frames.apply_mask(buffer[start:end], mask)), length)
+                payload = apply_mask(buffer[start:end], buffer[start - 4 : start])
+                if opcode != frames.OP_TEXT:
+                    return Message(payload, length)
+                try:
+                    return Message(payload.decode("utf-8"), length)
+                except UnicodeDecodeError:
+                    raise InvalidUTF8("text message is not valid UTF-8") from None
+            if len(buffer) < start:  # a small frame's header, not all here yet
+                self._fill(start - position)
+                continue
+            mask = buffer[start - 4 : start]
             self._begin_frame(opcode, length, first & _RSV1)
             if end <= len(buffer):  # the whole payload is here
                 self._position = end
-                self._keep(frames.apply_mask(buffer[start:end], mask))
+                self._keep(apply_mask(buffer[start:end], mask))
             else:
                 self._position = start
                 self._read_payload(length, mask)
@@ -238,7 +244,7 @@ class MessageReader:
             buffered = b""
             if not chunk:
                 raise EOFError("connection closed in the middle of a frame")
-            self._keep(frames.apply_mask(chunk, frames.rotate_mask(mask, offset)))
+            self._keep(apply_mask(chunk, frames.rotate_mask(mask, offset)))
             offset += len(chunk)
 
     def _keep(self, data: bytes) -> None:
@@ -290,19 +296,6 @@ class MessageReader:
         else:
             self._undecoded = b""
         return text
-
-
-def _whole(first: int, payload: bytes) -> str | bytes:
-    """A whole message's data, from its frame's first byte (FIN, no RSV bits, its opcode).
-
-    Text is decoded (strictly: 1007 if not UTF-8), binary kept as it is.
-    """
-    if first != _FIN_TEXT:
-        return payload
-    try:
-        return payload.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidUTF8("text message is not valid UTF-8") from None
 
 
 def _reject_header(first: int, second: int, reserved_bits: int) -> None:
