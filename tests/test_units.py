@@ -381,11 +381,20 @@ def test_a_compiled_access_format_writes_the_line_formatting_by_name_writes(agen
     headers = [("Host", "h"), ("User-Agent", agent)]
 
     def atoms() -> Atoms:
-        return Atoms(logger, response, headers, environ, timedelta(seconds=1.25))
+        return Atoms.of_response(logger, response, headers, environ, timedelta(seconds=1.25))
 
     compiled = LineFormat.compile(fmt)
     assert compiled is not None
     assert compiled.line(atoms()) == fmt % atoms()
+
+
+def test_durations_count_every_day_of_a_long_session():
+    """A ``timedelta``'s ``seconds`` starts again every day: gunicorn's atoms would log
+    a session of two days and an hour as one of an hour."""
+    logger = AccessLogger(Config())
+    took = timedelta(days=2, hours=1, microseconds=250_000)
+    atoms = Atoms.of_response(logger, GeventResponse("101 OK", [], 0), [], {}, took)
+    assert "%(L)s %(T)s %(D)s %(M)s" % atoms == "176400.250000 176400 176400250000 176400250"
 
 
 def test_a_format_with_other_directives_is_not_compiled():

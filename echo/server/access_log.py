@@ -61,20 +61,51 @@ class Atoms(dict):
     and environ names in any case, ``-`` for what is not there.
     """
 
-    __slots__ = ("environ", "logger", "request_headers", "request_time", "response")
+    __slots__ = (
+        "environ",
+        "logger",
+        "request_headers",
+        "response_headers",
+        "seconds",
+        "sent",
+        "status",
+    )
 
     def __init__(
         self,
         logger: AccessLogger,
-        response: Any,
-        request: Any,
+        status: Any,
+        sent: int | None,
+        response_headers: Any,
+        request_headers: Any,
         environ: dict[str, Any],
-        request_time: timedelta,
+        seconds: float,
     ) -> None:
+        """The request (or session) as plain values: ``seconds`` is how long it took.
+
+        A session may last days: ``%(L)s`` and the other durations count
+        them all, where a ``timedelta``'s ``seconds`` (gunicorn's atoms)
+        would start again from 0 every day.
+        """
         self["l"] = "-"  # never empty: logging formats with an empty dict as no args
-        self.logger, self.response, self.environ = logger, response, environ
-        self.request_headers = getattr(request, "headers", request)
-        self.request_time = request_time
+        self.logger, self.status, self.sent = logger, status, sent
+        self.response_headers, self.request_headers = response_headers, request_headers
+        self.environ, self.seconds = environ, seconds
+
+    @classmethod
+    def of_response(
+        cls, logger: AccessLogger, resp: Any, req: Any, environ: dict[str, Any], took: timedelta
+    ) -> Atoms:
+        """The atoms of gunicorn's ``Logger.access`` arguments."""
+        return cls(
+            logger,
+            resp.status,
+            getattr(resp, "sent", None),
+            resp.headers,
+            getattr(req, "headers", req),
+            environ,
+            took.total_seconds(),
+        )
 
     def __missing__(self, key: str) -> Any:
         compute = _ATOMS.get(key)
@@ -95,7 +126,7 @@ class Atoms(dict):
                     return self.environ[key]
             items: Any = self.environ.items()
         else:
-            items = self.request_headers if kind == "i" else self.response.headers
+            items = self.request_headers if kind == "i" else self.response_headers
             items = items.items() if hasattr(items, "items") else items
         found: Any = "-"
         for key, value in items:  # the last of equal names, as gunicorn
@@ -107,17 +138,12 @@ class Atoms(dict):
 
 
 def _status(atoms: Atoms) -> Any:
-    status = atoms.response.status
+    status = atoms.status
     return status.split(None, 1)[0] if isinstance(status, str) else status
 
 
-def _sent(atoms: Atoms) -> str:
-    sent = getattr(atoms.response, "sent", None)
-    return "-" if sent is None else str(sent)
-
-
 def _microseconds(atoms: Atoms) -> int:
-    return atoms.request_time.seconds * 1_000_000 + atoms.request_time.microseconds
+    return round(atoms.seconds * 1_000_000)
 
 
 _ATOMS: dict[str, Callable[[Atoms], Any]] = {
@@ -132,14 +158,14 @@ _ATOMS: dict[str, Callable[[Atoms], Any]] = {
     "U": lambda a: a.environ.get("PATH_INFO"),
     "q": lambda a: a.environ.get("QUERY_STRING"),
     "H": lambda a: a.environ.get("SERVER_PROTOCOL"),
-    "b": _sent,
-    "B": lambda a: getattr(a.response, "sent", None),
+    "b": lambda a: "-" if a.sent is None else str(a.sent),
+    "B": lambda a: a.sent,
     "f": lambda a: a.environ.get("HTTP_REFERER", "-"),
     "a": lambda a: a.environ.get("HTTP_USER_AGENT", "-"),
-    "T": lambda a: a.request_time.seconds,
+    "T": lambda a: int(a.seconds),
     "D": _microseconds,
     "M": lambda a: _microseconds(a) // 1000,
-    "L": lambda a: f"{a.request_time.seconds}.{a.request_time.microseconds:06d}",
+    "L": lambda a: f"{a.seconds:.6f}",
     "p": lambda a: f"<{os.getpid()}>",
 }
 
@@ -210,6 +236,8 @@ def _atom(name: str) -> Callable[[Atoms], Any]:
         return compute
     if name.startswith("{") and len(name) > 3 and name[-2] == "}":
         key, kind = name[1:-2].lower(), name[-1]
+        if kind == "e":  # most often an entry of that very name (echo.session)
+            return lambda atoms: atoms.environ.get(key) or atoms._named(key, kind)
         return lambda atoms: atoms._named(key, kind)
     return lambda atoms: "-"
 
@@ -265,7 +293,7 @@ class AccessLogger(glogging.Logger):
     _now = ""
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> Atoms:
-        return Atoms(self, resp, req, environ, request_time)
+        return Atoms.of_response(self, resp, req, environ, request_time)
 
     _plain_handlers: list[logging.StreamHandler] | None = None
 
@@ -291,12 +319,25 @@ class AccessLogger(glogging.Logger):
         """
         if not self.access_log_enabled:
             return
-        handlers = self._plain_handlers
-        if handlers is None:
+        if self._plain_handlers is None:
             super().access(resp, req, environ, request_time)
             return
+        self.write_line(Atoms.of_response(self, resp, req, environ, request_time))
+
+    @property
+    def writes_lines(self) -> bool:
+        """Whether access lines are written here (``write_line``) rather than by ``logging``."""
+        return self.access_log_enabled and self._plain_handlers is not None
+
+    def write_line(self, atoms: Atoms) -> None:
+        """Write the line of ``atoms`` to the access log's plain handlers (``writes_lines``).
+
+        The worker calls this with the values of a request or a session, as
+        they are: without gunicorn's response object and ``timedelta``, the
+        line costs about half as much (bench/README.md).
+        """
+        handlers = self._plain_handlers
         try:
-            atoms = self.atoms(resp, req, environ, request_time)
             line_format = self._line_format
             if line_format is not None:
                 line = line_format.line(atoms)

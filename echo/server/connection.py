@@ -7,7 +7,7 @@ What an endpoint gets: ``receive()``, ``send()``, ``ping()``, ``close()``,
 ``note()`` adds to the session's log line.
 
 Replaces its frame path (limits, masking, UTF-8, close codes) with
-``MessageReader``, serializes every write under a lock so pings never land
+``MessageReader``, serializes every write (one writer at a time) so pings never land
 inside a message, and runs the closing handshake of RFC 6455 section 7 with a
 bounded wait, so neither a polite nor a vanished client leaves anything behind.
 
@@ -261,7 +261,7 @@ class ServerConnection(WebSocket):
         """Write one whole frame, a data frame compressed if negotiated.
 
         Raises ``ConnectionClosed`` if it cannot be sent. Compression happens
-        under the send lock: with context takeover, messages must be
+        in the writer's turn: with context takeover, messages must be
         compressed in the order they are sent.
         """
         if self._writing:

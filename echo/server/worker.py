@@ -17,6 +17,7 @@ from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventResponse, PyWSGIHandler
 
 from . import memory, metrics
+from .access_log import AccessLogger, Atoms
 from .access_record import AccessRecord, AccessWriter
 from .connection import ServerConnection
 from .handler import UpgradeHandler
@@ -77,9 +78,22 @@ def write_gunicorn_line(log: Any, record: AccessRecord) -> None:
             "SERVER_PROTOCOL": protocol,
         }
     status = record.status.decode() if isinstance(record.status, bytes) else record.status
-    duration = timedelta(seconds=record.time_finish - record.time_start)
+    seconds = record.time_finish - record.time_start
+    if isinstance(log, AccessLogger) and log.writes_lines:
+        log.write_line(
+            Atoms(
+                log,
+                status,
+                record.response_length,
+                record.response_headers,
+                record.headers,
+                environ,
+                seconds,
+            )
+        )
+        return
     response = GeventResponse(status, record.response_headers, record.response_length)
-    log.access(response, record.headers, environ, duration)
+    log.access(response, record.headers, environ, timedelta(seconds=seconds))
 
 
 # Whether each client address is a trusted proxy: settled once per address
