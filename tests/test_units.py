@@ -12,6 +12,7 @@ import zlib
 from datetime import timedelta
 
 import gevent
+import gevent.event
 import httptools
 import pytest
 from gevent import socket as gevent_socket
@@ -25,6 +26,7 @@ from echo.protocol.errors import InvalidUTF8, MessageTooBig, ProtocolError
 from echo.protocol.reader import Close, Message, MessageReader, Ping
 from echo.server.access_log import AccessLogger, Atoms, LineFormat, plain_handlers
 from echo.server.connection import ServerConnection
+from echo.server.pool import ConnectionPool
 from echo.server.settings import ConfigError, Settings
 from echo.server.sockets import send_now
 
@@ -394,7 +396,8 @@ def test_durations_count_every_day_of_a_long_session():
     logger = AccessLogger(Config())
     took = timedelta(days=2, hours=1, microseconds=250_000)
     atoms = Atoms.of_response(logger, GeventResponse("101 OK", [], 0), [], {}, took)
-    assert "%(L)s %(T)s %(D)s %(M)s" % atoms == "176400.250000 176400 176400250000 176400250"
+    durations = "%(L)s %(T)s %(D)s %(M)s"  # formatted as logging formats gunicorn's line
+    assert durations % atoms == "176400.250000 176400 176400250000 176400250"
 
 
 def test_a_format_with_other_directives_is_not_compiled():
@@ -464,6 +467,23 @@ def test_writers_take_turns_in_order_and_an_interrupted_one_passes_its_turn_on()
         assert client_side.recv(16) == b"\x82\x01d"
         first.kill()
         ws.abort()
+
+
+def test_a_full_connection_pool_tells_the_server_once_when_it_has_room():
+    """gevent's server links to a pool's ``_semaphore`` to accept again once there is room."""
+    pool = ConnectionPool(2)
+    told: list[object] = []
+    pool._semaphore.rawlink(told.append)
+    release = gevent.event.Event()
+    greenlets = [pool.spawn(release.wait) for _ in range(2)]
+    assert (pool.full(), pool.free_count(), len(pool)) == (True, 0, 2)
+    release.set()
+    gevent.joinall(greenlets)
+    assert pool.join(timeout=1)
+    assert (pool.full(), pool.free_count(), len(pool)) == (False, 2, 0)
+    assert told == [pool._semaphore]  # when the full pool got room, not per greenlet
+    unbounded = ConnectionPool()
+    assert (unbounded.full(), unbounded.free_count()) == (False, 1)
 
 
 class _Callbacks:

@@ -15,11 +15,11 @@ from typing import Any
 
 import gevent
 from gevent.event import Event
-from gevent.pool import Pool
 
 from . import memory
 from .connection import ServerConnection
 from .handler import UpgradeHandler
+from .pool import ConnectionPool
 from .server import WebSocketServer
 from .settings import ConfigError, ListenAddress
 
@@ -36,7 +36,7 @@ def serve(app: Any) -> None:
     )
     # A pool, so that stop() waits for the connections' closing handshakes.
     listener = (address.host, address.port)
-    server = WebSocketServer(listener, app, handler_class=UpgradeHandler, spawn=Pool())
+    server = WebSocketServer(listener, app, handler_class=UpgradeHandler, spawn=ConnectionPool())
     try:
         server.start()
     except OSError as error:

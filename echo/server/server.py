@@ -27,12 +27,14 @@ from typing import Any
 
 import gevent
 from gevent import socket
+from gevent.pool import Pool
 from gevent.pywsgi import WSGIServer
 
 from . import lingering, memory, metrics
 from .capacity import Capacity, default_limit
 from .endpoints import Endpoints
 from .errors import Evicted
+from .pool import ConnectionPool
 from .settings import Settings
 from .throttled import ThrottledWarning
 from .unfinished import UnfinishedRequests
@@ -54,8 +56,12 @@ _PLAIN_HTTP_ANSWER = (
 class WebSocketServer(WSGIServer):
     """Use with ``UpgradeHandler`` (or a subclass): gunicorn's worker and ``python app.py`` do."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self, listener: Any, application: Any = None, spawn: Any = "default", **kwargs: Any
+    ):
+        if isinstance(spawn, Pool):  # gunicorn's worker hands one of worker_connections
+            spawn = ConnectionPool(spawn.size)
+        super().__init__(listener, application, spawn=spawn, **kwargs)
         self.endpoints = Endpoints.of(self.application)
         self.settings: Settings = self.endpoints.settings
         # Made in the process that serves (a worker is forked before): its pid.
