@@ -7,7 +7,7 @@ What an endpoint gets: ``receive()``, ``send()``, ``ping()``, ``close()``,
 ``note()`` adds to the session's log line.
 
 Replaces its frame path (limits, masking, UTF-8, close codes) with
-``MessageReader``, serializes every write (one writer at a time) so pings never land
+``MessageReader``, lets one greenlet write at a time so pings never land
 inside a message, and runs the closing handshake of RFC 6455 section 7 with a
 bounded wait, so neither a polite nor a vanished client leaves anything behind.
 
@@ -180,7 +180,8 @@ class ServerConnection(WebSocket):
         self._idle = True  # until the client sends again
         if self._went_idle is not None:
             self._went_idle.set()
-        data = receive(self._socket, size, self._drained)  # wait first?
+        # Wait first only if the last receive took all there was.
+        data = receive(self._socket, size, self._drained)
         if data:
             self._idle = False
         self._drained = len(data) < size
