@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
 import random
+import signal
 import socket
 import time
 import zlib
+from collections.abc import Iterator
 from datetime import timedelta
 
 import gevent
@@ -484,6 +487,36 @@ def test_a_full_connection_pool_tells_the_server_once_when_it_has_room():
     assert told == [pool._semaphore]  # when the full pool got room, not per greenlet
     unbounded = ConnectionPool()
     assert (unbounded.full(), unbounded.free_count()) == (False, 1)
+
+
+@contextlib.contextmanager
+def _interrupted_after(seconds: float) -> Iterator[None]:
+    """Raise ``TimeoutError`` in a busy loop that never yields, after ``seconds``."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_killing_a_connection_pool_ends_greenlets_running_and_not_started_yet():
+    """gevent's server stops by killing its pool; a greenlet killed before it ran never
+    runs the code that takes it out of the pool, and the kill must not wait for it."""
+    pool = ConnectionPool(4)
+    running = pool.spawn(gevent.sleep, 60)
+    gevent.idle()  # running is asleep; the next has not started
+    not_started = pool.spawn(gevent.sleep, 60)
+    with _interrupted_after(5):  # a kill waiting for ever would spin, never yield to a timer
+        pool.kill()
+    assert running.dead and not_started.dead
+    assert (len(pool), pool.free_count()) == (0, 4)
+    assert pool.join(timeout=0)
 
 
 class _Callbacks:
