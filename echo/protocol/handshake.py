@@ -47,11 +47,11 @@ def check(environ: Mapping[str, Any]) -> None:
         raise HandshakeRejected(
             "400 Bad Request", "a WebSocket handshake must use HTTP/1.1", "http_version"
         )
-    if not _lists(environ, "Connection", "upgrade"):
+    if not _lists(environ.get("HTTP_CONNECTION", ""), "Connection", "upgrade"):
         raise HandshakeRejected(
             "400 Bad Request", "the Connection header must include Upgrade", "connection"
         )
-    if not _lists(environ, "Upgrade", "websocket"):
+    if not _lists(environ.get("HTTP_UPGRADE", ""), "Upgrade", "websocket"):
         raise HandshakeRejected(
             "400 Bad Request", "the Upgrade header must list websocket", "upgrade"
         )
@@ -73,15 +73,18 @@ def check(environ: Mapping[str, Any]) -> None:
         )
 
 
-def _lists(environ: Mapping[str, Any], header: str, token: str) -> bool:
-    """Whether the comma-separated ``header`` lists ``token`` (in lower case), any case.
+def _lists(value: str, header: str, token: str) -> bool:
+    """Whether ``value``, the comma-separated ``header``, lists ``token`` (in lower case).
 
     At most ``MAX_LISTED`` items are split off and stripped, by C loops
     whatever their length: splitting 15,000 items cost 0.44 ms, twice a
-    plain handshake (docs/hostile-input.md).
+    plain handshake (docs/hostile-input.md). The usual value, the token
+    alone, is settled without splitting.
     """
-    value = environ.get(f"HTTP_{header.upper()}", "")
-    items = value.lower().split(",", MAX_LISTED)
+    value = value.lower()
+    if value == token:
+        return True
+    items = value.split(",", MAX_LISTED)
     if len(items) > MAX_LISTED:
         raise HandshakeRejected(
             "400 Bad Request",

@@ -90,9 +90,14 @@ class Batch:
     def __init__(self) -> None:
         self._pending: dict[tuple[Any, tuple[str, ...]], float] = {}
         self._timer: Any = None
+        # This worker's open sessions, counted here and written to the gauge
+        # with the other counts: each session's open and close also count a
+        # handshake and a close, which start the timer.
+        self.sessions_open = 0
+        self._sessions_written = 0
 
     def add(self, metric: Any, labels: tuple[str, ...] = (), amount: float = 1) -> None:
-        """Add ``amount`` (negative for a gauge going down) to ``metric`` with ``labels``."""
+        """Add ``amount`` to the counter ``metric`` with ``labels``."""
         key = (metric, labels)
         pending = self._pending
         pending[key] = pending.get(key, 0) + amount
@@ -107,8 +112,10 @@ class Batch:
             self._timer = None
         pending, self._pending = self._pending, {}
         for (metric, labels), amount in pending.items():
-            if amount:  # a connection opened and closed within the second: nothing to write
-                (metric.labels(*labels) if labels else metric).inc(amount)
+            (metric.labels(*labels) if labels else metric).inc(amount)
+        if self.sessions_open != self._sessions_written:
+            OPEN_CONNECTIONS.inc(self.sessions_open - self._sessions_written)
+            self._sessions_written = self.sessions_open
 
 
 #: This process's pending counts.
@@ -144,8 +151,8 @@ class SessionMetrics:
     def __init__(self, ws: ServerConnection) -> None:
         self._ws = ws
         self._recorded = (0, 0, 0, 0)
+        BATCH.sessions_open += 1
         BATCH.add(HANDSHAKES, ("accepted", "ok"))
-        BATCH.add(OPEN_CONNECTIONS)
         ws.when_closed(self._closed)
 
     def pong(self, rtt: float) -> None:
@@ -154,7 +161,7 @@ class SessionMetrics:
 
     def _closed(self) -> None:
         self._record_traffic()
-        BATCH.add(OPEN_CONNECTIONS, (), -1)
+        BATCH.sessions_open -= 1
         BATCH.add(CLOSES, (str(self._ws.close_code), self._ws.closed_by))
 
     def _record_traffic(self) -> None:

@@ -14,6 +14,7 @@ link run by the event loop after it died (6k instructions more).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ class ConnectionPool(Group):
     def __init__(self, size: int | None = None) -> None:
         super().__init__()
         self.size = size  # None: no bound
+        self._limit = math.inf if size is None else size
         # gevent's server links to its pool's _semaphore to hear of room.
         self._semaphore = _Room()
 
@@ -58,7 +60,7 @@ class ConnectionPool(Group):
 
     def full(self) -> bool:
         """Whether a new connection must wait for room."""
-        return self.size is not None and len(self.greenlets) >= self.size
+        return len(self.greenlets) >= self._limit
 
     def free_count(self) -> int:
         """Room left for connections (1 without a bound, as gevent's ``Pool`` says)."""
@@ -67,7 +69,7 @@ class ConnectionPool(Group):
     def _discard(self, greenlet: Any) -> None:
         if greenlet not in self.greenlets:
             return  # gone already: it returned, then its link ran (kill)
-        full = self.full()
+        full = len(self.greenlets) >= self._limit
         super()._discard(greenlet)
         if full:
             self._semaphore.notify()
