@@ -238,7 +238,7 @@ class UpgradeHandler(WebSocketHandler):
         environ.update(head.environ)
         environ["REQUEST_METHOD"] = head.method
         environ["SCRIPT_NAME"] = ""
-        environ["PATH_INFO"] = unquote(path, encoding="latin-1")
+        environ["PATH_INFO"] = unquote(path, encoding="latin-1") if "%" in path else path
         environ["QUERY_STRING"] = query
         environ["SERVER_PROTOCOL"] = head.version
         if isinstance(self.client_address, tuple):
