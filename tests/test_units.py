@@ -7,6 +7,7 @@ import io
 import logging
 import os
 import random
+import re
 import signal
 import socket
 import time
@@ -25,7 +26,8 @@ from gunicorn.workers.ggevent import GeventResponse
 from echo.app.settings import EchoSettings
 from echo.protocol import frames, request_head
 from echo.protocol.deflate import Deflate, Parameters
-from echo.protocol.errors import InvalidUTF8, MessageTooBig, ProtocolError
+from echo.protocol.errors import HandshakeRejected, InvalidUTF8, MessageTooBig, ProtocolError
+from echo.protocol.negotiation import parse_subprotocols
 from echo.protocol.reader import Close, Message, MessageReader, Ping
 from echo.server.access_log import AccessLogger, Atoms, LineFormat, plain_handlers
 from echo.server.connection import ServerConnection
@@ -487,6 +489,22 @@ def test_a_full_connection_pool_tells_the_server_once_when_it_has_room():
     assert told == [pool._semaphore]  # when the full pool got room, not per greenlet
     unbounded = ConnectionPool()
     assert (unbounded.full(), unbounded.free_count()) == (False, 1)
+
+
+_RFC_9110_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+@pytest.mark.parametrize("char", [chr(code) for code in range(256)] + ["\u0100", "\u20ac"])
+def test_a_subprotocol_is_a_token_exactly_as_rfc_9110_says(char):
+    """Tokens are checked by deleting their characters; the grammar's regular expression
+    is the reference, one character at a time and within a longer token."""
+    for offer in (char, f"a{char}b", char * 3):
+        expected = _RFC_9110_TOKEN.fullmatch(offer) is not None and "," not in offer
+        try:
+            accepted = parse_subprotocols(offer) == [offer]
+        except HandshakeRejected:
+            accepted = False
+        assert accepted == expected, repr(offer)
 
 
 @contextlib.contextmanager

@@ -43,7 +43,8 @@ _DEFLATE = ServerPerMessageDeflateFactory(
     client_max_window_bits=deflate.CLIENT_MAX_WINDOW_BITS,
     compress_settings={"memLevel": deflate.MEM_LEVEL},
 )
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 section 5.6.2
+# The characters of a token (RFC 9110 section 5.6.2).
+_TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _ESCAPE = re.compile(r"\\(.)")
 _OWS = " \t"
 
@@ -186,7 +187,13 @@ def _bound(count: int, limit: int, header: str, what: str) -> None:
 
 
 def _token(text: str, header: str, slug: str) -> str:
-    if not _TOKEN.fullmatch(text):
+    """``text`` if it is a token, else the handshake's refusal.
+
+    Checked by deleting the token characters in C, which leaves nothing of
+    a token: a 60 KB token took 110 us through a regular expression, 23 us
+    so (docs/hostile-input.md).
+    """
+    if not text or not text.isascii() or text.encode("ascii").translate(None, _TOKEN_CHARS):
         _malformed(header, "not a token", text, slug)
     return text
 
