@@ -51,8 +51,10 @@ from .sockets import discard, send_all
 log = logging.getLogger(__name__)
 
 _TAKE_OVER_CHUNK = 64 * 1024
-# Bytes peeked for a whole handshake: one is a few hundred; a longer head goes through pywsgi.
-_PEEK = 4096
+# Bytes peeked for a whole handshake: the most a head may hold. One is a few
+# hundred bytes; a 60 KB one through pywsgi's reader, line by line, cost
+# twice as much as it does served here (docs/hostile-input.md).
+_PEEK = request_head.MAX_HEAD
 #: The header naming the instance and worker that served a response (``Settings.served_by``).
 SERVED_BY = "X-Served-By"
 # The headers of no request (gunicorn's access log reads the headers of any request).
