@@ -199,19 +199,21 @@ class MessageReader:
     def _fill(self, size: int) -> bytes:
         """Receive until at least ``size`` unparsed bytes are buffered; the buffer.
 
-        ``size`` is at most a frame header and a control frame's payload
-        (139 bytes), so each receive asks for ``READ_AHEAD``.
+        Called only when fewer are. ``size`` is at most a frame header and a
+        control frame's payload (139 bytes), so each receive asks for
+        ``READ_AHEAD``.
         """
         rest = self._buffer[self._position :]
         self._buffer, self._position = rest, 0  # what was parsed is let go before waiting
         idle = not rest and self._opcode is None
-        while len(rest) < size:
+        while True:
             data = self._receive(READ_AHEAD, idle)
             if not data:
                 raise EOFError("connection closed in the middle of a frame")
             rest = self._buffer = rest + data if rest else data
+            if len(rest) >= size:
+                return rest
             idle = False
-        return rest
 
     def _begin_frame(self, opcode: int, length: int, compressed: int) -> None:
         if opcode == frames.OP_CONTINUATION:
