@@ -307,7 +307,11 @@ class AccessLogger(glogging.Logger):
         self._line_format = LineFormat.compile(cfg.access_log_format)
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> None:
-        """gunicorn's, with the line written straight to plain handlers.
+        """gunicorn's: the line of a response (``log_atoms``)."""
+        self.log_atoms(Atoms.of_response(self, resp, req, environ, request_time))
+
+    def log_atoms(self, atoms: Atoms) -> None:
+        """The access line of ``atoms``, written straight to plain handlers where it can be.
 
         Through ``logging`` each line costs a ``LogRecord`` (the caller's
         frame looked up, the record built, filtered and formatted): about
@@ -315,29 +319,18 @@ class AccessLogger(glogging.Logger):
         the access log's handlers would write the message as it is
         (``plain_handlers``: gunicorn's own ``accesslog``, a file or ``-``),
         the line is written here, the same line; any other set-up, a
-        ``logconfig`` of one's own included, goes through ``logging``.
+        ``logconfig`` of one's own included, goes through ``logging`` as
+        gunicorn's ``access()`` sends it. The worker calls this with the
+        values of a request or a session as they are: without gunicorn's
+        response object and ``timedelta``, a line costs about half as much.
         """
         if not self.access_log_enabled:
             return
-        if self._plain_handlers is None:
-            super().access(resp, req, environ, request_time)
-            return
-        self.write_line(Atoms.of_response(self, resp, req, environ, request_time))
-
-    @property
-    def writes_lines(self) -> bool:
-        """Whether access lines are written here (``write_line``) rather than by ``logging``."""
-        return self.access_log_enabled and self._plain_handlers is not None
-
-    def write_line(self, atoms: Atoms) -> None:
-        """Write the line of ``atoms`` to the access log's plain handlers (``writes_lines``).
-
-        The worker calls this with the values of a request or a session, as
-        they are: without gunicorn's response object and ``timedelta``, the
-        line costs about half as much (bench/README.md).
-        """
         handlers = self._plain_handlers
         try:
+            if handlers is None:
+                self.access_log.info(self.cfg.access_log_format, atoms)
+                return
             line_format = self._line_format
             if line_format is not None:
                 line = line_format.line(atoms)

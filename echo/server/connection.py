@@ -109,6 +109,11 @@ class ServerConnection(WebSocket):
         self._closed_callbacks: list[Callable[[], None]] = []
 
     @classmethod
+    def open_count(cls) -> int:
+        """How many connections of this process are open."""
+        return len(cls._open)
+
+    @classmethod
     def go_away_all(cls, code: int = 1001, reason: str = "server shutting down") -> None:
         """Close every open connection of this process once each is idle (see ``go_away``)."""
         for ws in list(cls._open):

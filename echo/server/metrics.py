@@ -20,7 +20,7 @@ descriptors may have run out (a failing metric would end the session).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gevent
 from prometheus_client import (
@@ -34,8 +34,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-if TYPE_CHECKING:
-    from .connection import ServerConnection
+from .connection import ServerConnection
 
 OPEN_CONNECTIONS = Gauge(
     "echo_open_connections", "WebSocket connections open now.", multiprocess_mode="livesum"
@@ -90,11 +89,10 @@ class Batch:
     def __init__(self) -> None:
         self._pending: dict[tuple[Any, tuple[str, ...]], float] = {}
         self._timer: Any = None
-        # This worker's open sessions, counted here and written to the gauge
-        # with the other counts: each session's open and close also count a
-        # handshake and a close, which start the timer.
-        self.sessions_open = 0
-        self._sessions_written = 0
+        # The open connections the gauge says, for this worker. It is written
+        # with the other counts: each connection's open and close also count
+        # a handshake and a close, which start the timer.
+        self._open_written = 0
 
     def add(self, metric: Any, labels: tuple[str, ...] = (), amount: float = 1) -> None:
         """Add ``amount`` to the counter ``metric`` with ``labels``."""
@@ -113,9 +111,10 @@ class Batch:
         pending, self._pending = self._pending, {}
         for (metric, labels), amount in pending.items():
             (metric.labels(*labels) if labels else metric).inc(amount)
-        if self.sessions_open != self._sessions_written:
-            OPEN_CONNECTIONS.inc(self.sessions_open - self._sessions_written)
-            self._sessions_written = self.sessions_open
+        open_now = ServerConnection.open_count()
+        if open_now != self._open_written:
+            OPEN_CONNECTIONS.inc(open_now - self._open_written)
+            self._open_written = open_now
 
 
 #: This process's pending counts.
@@ -151,7 +150,6 @@ class SessionMetrics:
     def __init__(self, ws: ServerConnection) -> None:
         self._ws = ws
         self._recorded = (0, 0, 0, 0)
-        BATCH.sessions_open += 1
         BATCH.add(HANDSHAKES, ("accepted", "ok"))
         ws.when_closed(self._closed)
 
@@ -161,7 +159,6 @@ class SessionMetrics:
 
     def _closed(self) -> None:
         self._record_traffic()
-        BATCH.sessions_open -= 1
         BATCH.add(CLOSES, (str(self._ws.close_code), self._ws.closed_by))
 
     def _record_traffic(self) -> None:

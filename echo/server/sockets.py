@@ -16,13 +16,7 @@ def send_all(sock: Any, data: bytes | bytearray | memoryview) -> None:
     and only what is left goes through ``sendall()``. On a plain socket that
     one ``send()`` goes to the kernel's socket beneath gevent's (``send_now``).
     """
-    if type(sock) is PlainSocket:
-        try:
-            sent = sock._sock.send(data)
-        except BlockingIOError:
-            sent = 0
-    else:
-        sent = sock.send(data)
+    sent = send_now(sock, data) if type(sock) is PlainSocket else sock.send(data)
     if sent < len(data):
         sock.sendall(memoryview(data)[sent:])
 

@@ -79,8 +79,8 @@ def write_gunicorn_line(log: Any, record: AccessRecord) -> None:
         }
     status = record.status.decode() if isinstance(record.status, bytes) else record.status
     seconds = record.time_finish - record.time_start
-    if isinstance(log, AccessLogger) and log.writes_lines:
-        log.write_line(
+    if isinstance(log, AccessLogger):
+        log.log_atoms(
             Atoms(
                 log,
                 status,
