@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
 import logging
 import os
@@ -29,6 +30,7 @@ from echo.protocol.deflate import Deflate, Parameters
 from echo.protocol.errors import HandshakeRejected, InvalidUTF8, MessageTooBig, ProtocolError
 from echo.protocol.negotiation import parse_subprotocols
 from echo.protocol.reader import Close, Message, MessageReader, Ping
+from echo.server import pool as pool_module
 from echo.server.access_log import AccessLogger, Atoms, LineFormat, plain_handlers
 from echo.server.connection import ServerConnection
 from echo.server.pool import ConnectionPool
@@ -480,15 +482,68 @@ def test_a_full_connection_pool_tells_the_server_once_when_it_has_room():
     told: list[object] = []
     pool._semaphore.rawlink(told.append)
     release = gevent.event.Event()
-    greenlets = [pool.spawn(release.wait) for _ in range(2)]
+    for _ in range(2):
+        pool.spawn(release.wait)
     assert (pool.full(), pool.free_count(), len(pool)) == (True, 0, 2)
     release.set()
-    gevent.joinall(greenlets)
     assert pool.join(timeout=1)
     assert (pool.full(), pool.free_count(), len(pool)) == (False, 2, 0)
     assert told == [pool._semaphore]  # when the full pool got room, not per greenlet
     unbounded = ConnectionPool()
     assert (unbounded.full(), unbounded.free_count()) == (False, 1)
+
+
+_CONNECTION_VALUE: contextvars.ContextVar[str] = contextvars.ContextVar("connection_value")
+
+
+def test_a_connection_pool_serves_the_next_connection_in_a_greenlet_whose_connection_ended():
+    """A new greenlet per connection maps and unmaps a Python data stack each time
+    (pool.py): an ended one serves the next, in a context as fresh as a new greenlet's."""
+    pool = ConnectionPool(4)
+    seen: list[str] = []
+
+    def serve(value: str) -> None:
+        seen.append(_CONNECTION_VALUE.get("unset"))
+        _CONNECTION_VALUE.set(value)
+
+    first = pool.spawn(serve, "first")
+    assert pool.join(timeout=1)
+    assert not first.dead  # it waits for another connection
+    second = pool.spawn(serve, "second")
+    assert second is first and len(pool) == 1
+    assert pool.join(timeout=1)
+    assert seen == ["unset", "unset"]  # nothing the first connection set reached the second
+    assert (len(pool), pool.free_count()) == (0, 4)
+    pool.kill()
+    assert first.dead
+
+
+def test_a_connection_pool_keeps_a_bounded_number_of_idle_greenlets(monkeypatch):
+    """Memory taken for a burst of connections comes back: beyond IDLE_KEPT, greenlets end."""
+    monkeypatch.setattr(pool_module, "IDLE_KEPT", 2)
+    pool = ConnectionPool(8)
+    release = gevent.event.Event()
+    greenlets = [pool.spawn(release.wait) for _ in range(5)]
+    release.set()
+    assert pool.join(timeout=1)
+    gevent.idle()
+    assert sorted(greenlet.dead for greenlet in greenlets) == [False, False, True, True, True]
+    pool.kill()
+
+
+def test_an_idle_pool_greenlet_that_dies_is_never_handed_a_connection():
+    """An exception thrown into a greenlet waiting for a connection ends it; the next
+    connection gets a greenlet that runs it, and the pool's count stays right."""
+    pool = ConnectionPool(4)
+    idle = pool.spawn(lambda: None)
+    assert pool.join(timeout=1)
+    idle.kill(ValueError, block=True, timeout=1)
+    assert idle.dead and isinstance(idle.exception, ValueError)
+    served = gevent.event.Event()
+    fresh = pool.spawn(served.set)
+    assert served.wait(timeout=1) and fresh is not idle
+    assert pool.join(timeout=1) and len(pool) == 0
+    pool.kill()
 
 
 _RFC_9110_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -544,21 +599,26 @@ class _Callbacks:
         self.fields: list[tuple[str, str]] = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.fields.append((name.decode("latin-1"), value.decode("latin-1")))
+        # llhttp leaves a value's trailing spaces and tabs in it; RFC 9110 does not.
+        self.fields.append((name.decode("latin-1"), value.decode("latin-1").rstrip(" \t")))
 
 
 @pytest.mark.parametrize(
     "headers",
     [
         b"Host: a\r\n",
-        b"Host:a\r\nX:  b c \t\r\nEmpty:\r\nSpace: \r\n",
-        b"Cookie: a=1\r\nCookie: b=2\r\nX-A: 1\r\nx-a: 2\r\nX_A: 3\r\n",
+        b"Host:a\r\nX:  b c \t\r\nEmpty:\r\nSpace: \r\nTabs:\t\t\r\n",
+        b"Cookie: a=1\r\nCookie: b=2 \r\nX-A: 1\r\nx-a: 2\r\nX_A: 3\r\n",
         b"Host: h\r\nUser-Agent: caf\xc3\xa9 \xff\r\nConnection: keep-alive, Upgrade\r\n",
         b"",
     ],
 )
-def test_a_heads_headers_are_what_llhttp_reports_and_repeated_ones_are_joined(headers):
-    data = b"GET /ws?x HTTP/1.1\r\n" + headers + b"\r\n"
+@pytest.mark.parametrize("before", [b"", b"\r\n"], ids=["", "after-an-empty-line"])
+@pytest.mark.parametrize("spaces", [b" ", b"   "], ids=["", "runs-of-spaces"])
+def test_a_heads_headers_are_what_llhttp_reports_and_repeated_ones_are_joined(
+    headers, before, spaces
+):
+    data = before + b"GET" + spaces + b"/ws?x" + spaces + b"HTTP/1.1\r\n" + headers + b"\r\n"
     callbacks = _Callbacks()
     httptools.HttpRequestParser(callbacks).feed_data(data)
     head = request_head.parse([data])
@@ -570,7 +630,7 @@ def test_a_heads_headers_are_what_llhttp_reports_and_repeated_ones_are_joined(he
             joiner = "; " if key == "HTTP_COOKIE" else ","
             expected[key] = expected[key] + joiner + value if key in expected else value
     assert head.environ == expected
-    assert head.target == "/ws?x"
+    assert (head.method, head.target, head.version) == ("GET", "/ws?x", "HTTP/1.1")
 
 
 @pytest.mark.parametrize(
