@@ -34,6 +34,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as async_connect
 from websockets.sync.client import connect
 
+from echo.server.pool import IDLE_KEPT
 from tests.greedy import GreedyClient
 from tests.greedy import probe as greedy_probe
 from tests.rawws import OP_BINARY, RawClient, encode_frame
@@ -121,12 +122,14 @@ def leaks(server: ServerProcess, probe_file: Path) -> list[str]:
     )
     print(f"RSS before the warm-up burst of {CONCURRENT}: {cold_rss}")
     print(f"{'':10} {'before':>12} {'after':>12} {'change':>12}")
-    for key in ("rss", "fds", "greenlets"):
+    for key in ("rss", "fds", "greenlets", "idle_greenlets"):
         print(f"{key:10} {before[key]:>12} {after[key]:>12} {after[key] - before[key]:>+12}")
     failures = []
     if after["rss"] - before["rss"] > RSS_SLACK:
         failures.append(f"RSS grew by {(after['rss'] - before['rss']) / 2**20:.1f} MiB")
     failures += [f"{key} leaked" for key in ("fds", "greenlets") if after[key] > before[key]]
+    if after["idle_greenlets"] > IDLE_KEPT:
+        failures.append(f"{after['idle_greenlets']} idle greenlets kept, over {IDLE_KEPT}")
     return failures
 
 
