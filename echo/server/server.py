@@ -56,14 +56,6 @@ _PLAIN_HTTP_ANSWER = (
 class WebSocketServer(WSGIServer):
     """Use with ``UpgradeHandler`` (or a subclass): gunicorn's worker and ``python app.py`` do."""
 
-    # One connection accepted per pass of the event loop, as gevent already
-    # does with several workers (pywsgi's set_max_accept): accepting until
-    # accept() fails cost every handshake that failed call and its
-    # exception (about 7k instructions, bench/README.md). The loop comes
-    # back while more wait, and a storm of new connections takes turns with
-    # the open ones.
-    max_accept = 1
-
     def __init__(
         self, listener: Any, application: Any = None, spawn: Any = "default", **kwargs: Any
     ):
