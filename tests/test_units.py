@@ -31,9 +31,11 @@ from echo.protocol.errors import HandshakeRejected, InvalidUTF8, MessageTooBig, 
 from echo.protocol.negotiation import parse_subprotocols
 from echo.protocol.reader import Close, Message, MessageReader, Ping
 from echo.server import pool as pool_module
+from echo.server import server as server_module
 from echo.server.access_log import AccessLogger, Atoms, LineFormat, plain_handlers
 from echo.server.connection import ServerConnection
 from echo.server.pool import ConnectionPool
+from echo.server.server import WebSocketServer
 from echo.server.settings import ConfigError, Settings
 from echo.server.sockets import send_now
 
@@ -544,6 +546,21 @@ def test_an_idle_pool_greenlet_that_dies_is_never_handed_a_connection():
     assert served.wait(timeout=1) and fresh is not idle
     assert pool.join(timeout=1) and len(pool) == 0
     pool.kill()
+
+
+@pytest.mark.parametrize(
+    ("multiprocess", "expected"), [(False, 100), (True, server_module.SHARED_MAX_ACCEPT)]
+)
+def test_workers_sharing_a_socket_accept_a_bounded_batch_per_pass(multiprocess, expected):
+    """gevent accepts up to 100 connections per pass of its loop; pywsgi only one when
+    several workers share the socket, which cost each handshake a pass (bench/README.md)."""
+    listener = gevent_socket.socket()
+    try:
+        application = lambda environ, start_response: []  # noqa: E731
+        server = WebSocketServer(listener, application, environ={"wsgi.multiprocess": multiprocess})
+        assert server.max_accept == expected
+    finally:
+        listener.close()
 
 
 _RFC_9110_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")

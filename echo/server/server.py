@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 # accept() errors that mean "not now" rather than "never": pause, then try again.
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 ACCEPT_PAUSE = 0.1  # seconds
+SHARED_MAX_ACCEPT = 10  # connections accepted per pass with several workers (set_max_accept)
 
 _PLAIN_HTTP_REASON = "this port speaks TLS: use https:// or wss://"
 _PLAIN_HTTP_ANSWER = (
@@ -91,6 +92,19 @@ class WebSocketServer(WSGIServer):
             f"cannot accept connections: %s (open-file limit %d, %s connections open); "
             f"accepting pauses for {ACCEPT_PAUSE:g} s at a time",
         )
+
+    def set_max_accept(self) -> None:
+        """Connections accepted per pass of the event loop when several workers share a socket.
+
+        pywsgi accepts one per pass then (gevent's own accepts up to 100), so
+        that one worker does not take a whole burst: each connection then
+        cost a pass of the loop, about 10 µs of a handshake with two workers
+        (bench/README.md). A batch of ``SHARED_MAX_ACCEPT`` keeps most of
+        what a pass costs, shared, and still leaves the rest of a burst to
+        the other workers.
+        """
+        if self.environ.get("wsgi.multiprocess"):
+            self.max_accept = SHARED_MAX_ACCEPT
 
     def _full(self) -> bool:
         """Whether accepting must wait; at the pool's limit, the oldest unfinished request yields.
