@@ -24,7 +24,8 @@ from .errors import BadRequest
 MAX_REQUEST_LINE = 8 * 1024  # bytes, as pywsgi's; longer gets 414
 MAX_HEAD = 64 * 1024  # bytes of request line and header lines; more gets 431
 MAX_FIELDS = 100  # header lines; more gets 431
-_VERSIONS = ("HTTP/1.1", "HTTP/1.0")
+_VERSIONS = {"1.0": "HTTP/1.0", "1.1": "HTTP/1.1"}
+_INTERNED_UP_TO = 256  # characters of a value interned (on_header)
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 section 5.6.2
 
 
@@ -36,7 +37,7 @@ class RequestHead:
     target: str = ""
     version: str = ""  # "HTTP/1.1"
     fields: list[tuple[str, str]] = field(default_factory=list)
-    # The headers as WSGI environ entries (HTTP_*, CONTENT_TYPE, CONTENT_LENGTH): see parse.
+    # The headers as WSGI environ entries (HTTP_*, CONTENT_TYPE, CONTENT_LENGTH): see on_header.
     environ: dict[str, str] = field(default_factory=dict)
     content_length: int | None = None
     keep_alive: bool = False  # the client may send another request on the connection
@@ -47,24 +48,53 @@ class RequestHead:
         return self.fields
 
 
-class _Ending:
-    """llhttp's one callback here: what ``Connection`` says, as its C parser read the tokens.
+class _Reading:
+    """httptools' callbacks, filling a ``RequestHead`` while its bytes are parsed."""
 
-    Read when the headers are complete because llhttp forgets it once the
-    message is. Splitting the header in Python instead cost 0.44 ms for a
-    hostile one of 15,000 tokens, twice a plain handshake (docs/hostile-input.md).
-    """
+    __slots__ = ("head", "parser")
 
-    __slots__ = ("keep_alive", "parser", "upgrade")
-
-    def __init__(self) -> None:
+    def __init__(self, head: RequestHead) -> None:
+        self.head = head
         self.parser: httptools.HttpRequestParser | None = None
-        self.keep_alive = self.upgrade = False
+
+    def on_url(self, url: bytes) -> None:
+        self.head.target += url.decode("latin-1")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """Keep the header as sent, and as an environ entry.
+
+        A repeated header's values are joined with commas (cookies with
+        ``; ``), so a handshake cannot pass a second ``Sec-WebSocket-Key``
+        unseen. Names with an underscore get no entry, as with pywsgi and
+        nginx: ``X_Forwarded_For`` would otherwise pass for
+        ``X-Forwarded-For``. Values are interned: a WebSocket session keeps
+        its environ for the access log, and connections mostly send the same
+        values (about 1 KiB per idle connection, bench/README.md); a long one
+        (a hostile 60 KB header) is not, which would hash it for nothing.
+        """
+        head = self.head
+        text = value.decode("latin-1")
+        name_text = name.decode("latin-1")
+        head.fields.append((name_text, text))
+        key = _environ_key(name_text)
+        if key is None:
+            return
+        if key in head.environ:
+            text = head.environ[key] + ("; " if key == "HTTP_COOKIE" else ",") + text
+        head.environ[key] = sys.intern(text) if len(text) <= _INTERNED_UP_TO else text
+        if key == "CONTENT_LENGTH":
+            head.content_length = int(text)  # digits, and never twice: llhttp checks
 
     def on_headers_complete(self) -> None:
+        """What ``Connection`` says, as llhttp's C parser read its tokens.
+
+        Read here because llhttp forgets it once the message is complete.
+        Splitting the header in Python instead cost 0.44 ms for a hostile
+        one of 15,000 tokens, twice a plain handshake (docs/hostile-input.md).
+        """
         assert self.parser is not None
-        self.keep_alive = self.parser.should_keep_alive()
-        self.upgrade = self.parser.should_upgrade()
+        self.head.keep_alive = self.parser.should_keep_alive()
+        self.head.upgrade = self.parser.should_upgrade()
 
 
 def read_request_line(rfile: BinaryIO) -> bytes:
@@ -116,29 +146,12 @@ def whole_head(data: bytes) -> bytes | None:
 
 
 def parse(lines: list[bytes]) -> RequestHead:
-    """The head made of ``lines`` (request line first, blank line last), strictly parsed.
-
-    llhttp checks the whole head and reads ``Connection``; the head it has
-    accepted is then split here in one pass, which costs less than its
-    callback per header (through Cython into Python). Accepted, its lines
-    end in CRLF and none is folded; its request line is a method, a target
-    and a version, printable ASCII between runs of spaces; each field is a
-    token, a colon and a value with no control character but HTAB, whose
-    surrounding spaces and tabs are not part of it (RFC 9110 section 5.5).
-
-    Each field is kept as sent, and as an environ entry. A repeated field's
-    values are joined with commas (cookies with ``; ``), so a handshake
-    cannot pass a second ``Sec-WebSocket-Key`` unseen. Names with an
-    underscore get no entry, as with pywsgi and nginx: ``X_Forwarded_For``
-    would otherwise pass for ``X-Forwarded-For``. Values are interned: a
-    WebSocket session keeps its environ for the access log, and connections
-    mostly send the same values (about 1 KiB per idle connection, bench/README.md).
-    """
-    data = b"".join(lines)
-    ending = _Ending()
-    parser = ending.parser = httptools.HttpRequestParser(ending)
+    """The head made of ``lines`` (request line first, blank line last), strictly parsed."""
+    head = RequestHead()
+    reading = _Reading(head)
+    parser = reading.parser = httptools.HttpRequestParser(reading)
     try:
-        parser.feed_data(data)
+        parser.feed_data(b"".join(lines))
     except httptools.HttpParserUpgrade:
         pass  # the head is complete; what follows it is the new protocol's
     except httptools.HttpParserInvalidMethodError:
@@ -150,48 +163,18 @@ def parse(lines: list[bytes]) -> RequestHead:
     except httptools.HttpParserError as error:
         raise BadRequest("400 Bad Request", f"malformed HTTP request: {error}") from None
     finally:
-        ending.parser = None  # the parser holds the callback: no cycle left for the GC
-    text = data.decode("latin-1").lstrip("\r\n")  # llhttp skips line ends before a request
-    if not text:
-        raise BadRequest("400 Bad Request", "malformed HTTP request: no request line")
-    # The request line, the fields, and the two empty strings of the final CRLFCRLF.
-    request_line, *field_lines = text.split("\r\n")[:-2]
-    parts = request_line.split()  # printable ASCII between runs of spaces: llhttp checked
-    if len(parts) < 2:
-        raise BadRequest("400 Bad Request", "malformed HTTP request: no target")
-    method, target = parts[0], parts[1]
-    version = parts[2] if len(parts) > 2 else "HTTP/0.9"  # a line without one is HTTP/0.9's
+        reading.parser = None  # the parser holds the callbacks: no cycle left for the GC
+    version = parser.get_http_version()
     if version not in _VERSIONS:
         raise BadRequest(
-            "505 HTTP Version Not Supported", f"{version} is not supported; use HTTP/1.1"
+            "505 HTTP Version Not Supported", f"HTTP/{version} is not supported; use HTTP/1.1"
         )
-    fields = []
-    environ: dict[str, str] = {}
-    content_length = None
-    for line in field_lines:
-        name, _, value = line.partition(":")
-        value = value.strip(" \t")
-        fields.append((name, value))
-        key = _environ_key(name)
-        if key is None:
-            continue
-        if key in environ:
-            value = environ[key] + ("; " if key == "HTTP_COOKIE" else ",") + value
-        environ[key] = sys.intern(value)
-        if key == "CONTENT_LENGTH":
-            content_length = int(value)  # digits, and never twice: llhttp checks
-    # What follows a CONNECT would be a tunnel's, never a request.
-    connect = method == "CONNECT"
-    return RequestHead(
-        sys.intern(method),
-        sys.intern(target),
-        version,
-        fields,
-        environ,
-        content_length,
-        ending.keep_alive and not connect,
-        ending.upgrade and not connect,
-    )
+    head.method = sys.intern(parser.get_method().decode("ascii"))
+    head.version = _VERSIONS[version]
+    head.target = sys.intern(head.target)
+    if head.method == "CONNECT":  # what follows would be a tunnel's, never a request
+        head.keep_alive = head.upgrade = False
+    return head
 
 
 @functools.lru_cache(maxsize=256)  # requests repeat the same few names
