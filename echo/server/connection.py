@@ -63,6 +63,8 @@ class State(enum.Enum):
 
 # Read per message: a module global costs one lookup, ``State.OPEN`` two.
 _OPEN, _CLOSING = State.OPEN, State.CLOSING
+_EVENT_COST = fairness.EVENT_COST
+_OP_TEXT, _OP_BINARY = frames.OP_TEXT, frames.OP_BINARY
 
 
 class ServerConnection(WebSocket):
@@ -229,9 +231,7 @@ class ServerConnection(WebSocket):
                 # A client that never lets the socket run dry must not keep the
                 # others waiting (control frames, 125 bytes at most, count as empty).
                 message = type(event) is Message
-                self._turn_left -= (
-                    fairness.EVENT_COST + event.size if message else fairness.EVENT_COST
-                )
+                self._turn_left -= _EVENT_COST + event.size if message else _EVENT_COST
                 if self._turn_left <= 0:
                     self._turn_left = fairness.TURN
                     fairness.yield_turn()
@@ -256,10 +256,10 @@ class ServerConnection(WebSocket):
         """Send one message; ``str`` goes as text and bytes as binary unless ``binary`` says."""
         if isinstance(message, str):
             payload = message.encode("utf-8")
-            self.send_frame(payload, frames.OP_BINARY if binary else frames.OP_TEXT)
+            self.send_frame(payload, _OP_BINARY if binary else _OP_TEXT)
         else:
             payload = message
-            self.send_frame(payload, frames.OP_TEXT if binary is False else frames.OP_BINARY)
+            self.send_frame(payload, _OP_TEXT if binary is False else _OP_BINARY)
         self.messages_out += 1
         self.bytes_out += len(payload)
 
@@ -284,7 +284,10 @@ class ServerConnection(WebSocket):
                 opcode, message = opcode | frames.RSV1, self._deflate.compress(message)
             self._write(opcode, message)
         finally:
-            self._end_write()
+            if self._next_writers is None:  # nobody has ever waited: no call (the usual echo)
+                self._writing = False
+            else:
+                self._end_write()
 
     def _end_write(self) -> None:
         """The frame is written, or failed: the turn goes to the first greenlet waiting, if any."""

@@ -16,7 +16,13 @@ def send_all(sock: Any, data: bytes | bytearray | memoryview) -> None:
     and only what is left goes through ``sendall()``. On a plain socket that
     one ``send()`` goes to the kernel's socket beneath gevent's (``send_now``).
     """
-    sent = send_now(sock, data) if type(sock) is PlainSocket else sock.send(data)
+    if type(sock) is PlainSocket:
+        try:
+            sent = sock._sock.send(data)  # as send_now, without its call (every echo)
+        except BlockingIOError:
+            sent = 0
+    else:
+        sent = sock.send(data)
     if sent < len(data):
         sock.sendall(memoryview(data)[sent:])
 
