@@ -17,7 +17,7 @@ from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventResponse, PyWSGIHandler
 
 from . import memory, metrics
-from .access_log import AccessLogger, Atoms
+from .access_log import AccessLogger
 from .access_record import AccessRecord, AccessWriter
 from .connection import ServerConnection
 from .handler import UpgradeHandler
@@ -80,16 +80,13 @@ def write_gunicorn_line(log: Any, record: AccessRecord) -> None:
     status = record.status.decode() if isinstance(record.status, bytes) else record.status
     seconds = record.time_finish - record.time_start
     if isinstance(log, AccessLogger):
-        log.log_atoms(
-            Atoms(
-                log,
-                status,
-                record.response_length,
-                record.response_headers,
-                record.headers,
-                environ,
-                seconds,
-            )
+        log.log_values(
+            environ,
+            status,
+            record.response_length,
+            record.headers,
+            record.response_headers,
+            seconds,
         )
         return
     response = GeventResponse(status, record.response_headers, record.response_length)
