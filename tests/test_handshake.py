@@ -52,10 +52,11 @@ def test_handshake_to_ws_switches_protocols(server):
     [
         ("keep-alive, Upgrade", "websocket"),
         ("UPGRADE", "WebSocket"),
+        ("Upgrade", "WebSOCKET"),  # a spelling served by pywsgi's path, not at once
         (" x ,\t upgrade\t, y ", "h2c ,  websocket "),
         (",".join(["x"] * 31 + ["upgrade"]), ",".join(["x"] * 31 + ["websocket"])),
     ],
-    ids=["firefox", "upper-case", "spaces-and-tabs", "32-items"],
+    ids=["firefox", "upper-case", "mixed-case", "spaces-and-tabs", "32-items"],
 )
 def test_connection_and_upgrade_are_read_as_token_lists(server, connection, upgrade):
     with RawClient(server.port, Connection=connection, Upgrade=upgrade) as client:

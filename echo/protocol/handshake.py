@@ -6,7 +6,6 @@ so a bad handshake is answered with a 4xx that says what was wrong.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 from collections.abc import Mapping
@@ -106,7 +105,7 @@ def _is_valid_key(key: str) -> bool:
 def accept_key(key: str) -> str:
     """The ``Sec-WebSocket-Accept`` value that proves the server read ``key``."""
     digest = hashlib.sha1((key.strip() + GUID).encode("ascii")).digest()
-    return base64.b64encode(digest).decode("ascii")
+    return binascii.b2a_base64(digest, newline=False).decode("ascii")
 
 
 def switching_protocols(environ: Mapping[str, Any], negotiated: Headers) -> bytes:
@@ -115,12 +114,12 @@ def switching_protocols(environ: Mapping[str, Any], negotiated: Headers) -> byte
     Written out whole: pywsgi's response path (header validation, a Date)
     cost about 40 us, for a response whose every header is known here.
     """
-    accept = accept_key(environ["HTTP_SEC_WEBSOCKET_KEY"])
-    lines = [
-        "HTTP/1.1 101 Switching Protocols",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        f"Sec-WebSocket-Accept: {accept}",
-        *(f"{name}: {value}" for name, value in negotiated),
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    response = (
+        "HTTP/1.1 101 Switching Protocols\r\n"
+        "Upgrade: websocket\r\n"
+        "Connection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {accept_key(environ['HTTP_SEC_WEBSOCKET_KEY'])}\r\n"
+    )
+    for name, value in negotiated:
+        response += f"{name}: {value}\r\n"
+    return (response + "\r\n").encode("latin-1")

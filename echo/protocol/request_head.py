@@ -26,6 +26,7 @@ MAX_HEAD = 64 * 1024  # bytes of request line and header lines; more gets 431
 MAX_FIELDS = 100  # header lines; more gets 431
 _VERSIONS = {"1.0": "HTTP/1.0", "1.1": "HTTP/1.1"}
 _INTERNED_UP_TO = 256  # characters of a value interned (on_header)
+_UNIQUE = "HTTP_SEC_WEBSOCKET_KEY"  # a value never interned: each connection's own
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 section 5.6.2
 
 
@@ -70,7 +71,8 @@ class _Reading:
         ``X-Forwarded-For``. Values are interned: a WebSocket session keeps
         its environ for the access log, and connections mostly send the same
         values (about 1 KiB per idle connection, bench/README.md); a long one
-        (a hostile 60 KB header) is not, which would hash it for nothing.
+        (a hostile 60 KB header) is not, which would hash it for nothing, nor
+        is the handshake's key, which no other connection sends.
         """
         head = self.head
         text = value.decode("latin-1")
@@ -81,7 +83,8 @@ class _Reading:
             return
         if key in head.environ:
             text = head.environ[key] + ("; " if key == "HTTP_COOKIE" else ",") + text
-        head.environ[key] = sys.intern(text) if len(text) <= _INTERNED_UP_TO else text
+        interned = len(text) <= _INTERNED_UP_TO and key != _UNIQUE
+        head.environ[key] = sys.intern(text) if interned else text
         if key == "CONTENT_LENGTH":
             head.content_length = int(text)  # digits, and never twice: llhttp checks
 

@@ -78,6 +78,7 @@ class AccessLogger(glogging.Logger):
     _plain_handlers: list[logging.StreamHandler] | None = None
 
     _line_format: LineFormat | None = None
+    _threads_patched: bool | None = None
 
     def setup(self, cfg: Any) -> None:
         """gunicorn's, then whether the access lines can skip ``logging``, and their format
@@ -134,7 +135,10 @@ class AccessLogger(glogging.Logger):
                     self.access_log.info(self.cfg.access_log_format, atoms)
                     return
                 line = self.cfg.access_log_format % atoms
-            if monkey.is_module_patched("threading"):
+            threads_patched = self._threads_patched
+            if threads_patched is None:  # settled at the first line: a worker patches after fork
+                threads_patched = self._threads_patched = monkey.is_module_patched("threading")
+            if threads_patched:
                 for handler in handlers:
                     _write(handler, line)
             else:

@@ -45,7 +45,6 @@ from .access_record import SESSION_KEY, AccessRecord, AccessWriter, write_pywsgi
 from .connection import ServerConnection
 from .endpoints import Endpoint, HandshakeRequest, Route
 from .errors import Evicted, RequestTimeout
-from .settings import Settings
 from .sockets import discard, send_all
 
 log = logging.getLogger(__name__)
@@ -74,11 +73,6 @@ class UpgradeHandler(WebSocketHandler):
         self.socket, self.client_address, self.server = sock, address, server
         self.rfile: Any = None
 
-    @property
-    def settings(self) -> Settings:
-        """The settings of the endpoints being served."""
-        return self.server.settings
-
     def handle(self) -> Callable[[], None] | None:
         """Serve the connection's HTTP; after an upgrade, return the session to run next.
 
@@ -87,10 +81,11 @@ class UpgradeHandler(WebSocketHandler):
         """
         # Silence before a request (and between keep-alive requests) ends the
         # connection after read_timeout; so does silence while a response is written.
-        self.socket.settimeout(self.settings.read_timeout or None)
-        self._budget = fairness.Budget()
-        self._deadline: gevent.Timeout | None = None
+        self.socket.settimeout(self.server.settings.read_timeout or None)
         if not self._upgrade_at_once():
+            # What pywsgi's requests need: a budget (fairness) and a deadline each.
+            self._budget = fairness.Budget()
+            self._deadline: gevent.Timeout | None = None
             self.rfile = self.socket.makefile("rb", -1)
             super().handle()
         return self._session
@@ -119,7 +114,12 @@ class UpgradeHandler(WebSocketHandler):
         finally:
             self.server.unfinished.finished()
         head = request_head.whole_head(arrived)
-        if head is None or b"websocket" not in head.lower():
+        # A head without "websocket" as clients write it is plain HTTP, left to
+        # pywsgi unparsed; a rarer spelling is served there too (lowering the
+        # whole head to look cost 1.1k instructions a handshake).
+        if head is None or (
+            b"websocket" not in head and b"WebSocket" not in head and b"WEBSOCKET" not in head
+        ):
             return not arrived
         try:
             parsed = request_head.parse([head])
@@ -189,7 +189,7 @@ class UpgradeHandler(WebSocketHandler):
         """
         self.server.unfinished.started()
         try:
-            lingering.drain(self.socket, self.settings.close_timeout)
+            lingering.drain(self.socket, self.server.settings.close_timeout)
         except Evicted:
             pass
         finally:
@@ -208,7 +208,7 @@ class UpgradeHandler(WebSocketHandler):
             # Ended to make room while nothing of a request had come (an idle
             # kept-alive connection, say): closed with no answer, as on timeout.
             return ""
-        timeout = self.settings.read_timeout
+        timeout = self.server.settings.read_timeout
         if timeout and b"\r\n\r\n" not in arrived:  # else it is all here: nothing to wait for
             self._deadline = gevent.Timeout(timeout, RequestTimeout)
             self._deadline.start()
@@ -275,7 +275,7 @@ class UpgradeHandler(WebSocketHandler):
     def _upgrade(self) -> None:
         """Answer the handshake: the 101 and the session to run, or a refusal."""
         self.close_connection = True  # refused or upgraded, the connection ends here
-        environ, settings, slots = self.environ, self.settings, self.server.capacity
+        environ, settings, slots = self.environ, self.server.settings, self.server.capacity
         try:
             route = self._route()
             handshake.check(environ)
@@ -297,7 +297,8 @@ class UpgradeHandler(WebSocketHandler):
             environ, [*agreement.response_headers(), (SERVED_BY, self.server.served_by)]
         )
         self.response_length = len(response)
-        ws.open(self._take_over_input(), response)
+        # Served at once, what followed the head is still in the socket.
+        ws.open(b"" if self.rfile is None else self._take_over_input(), response)
         record = AccessRecord.of_session(
             self.client_address,
             self.requestline,
@@ -330,7 +331,7 @@ class UpgradeHandler(WebSocketHandler):
             headers=self._head.fields,
             subprotocol=agreement.subprotocol,
             extensions=agreement.extensions,
-            settings=self.settings,
+            settings=self.server.settings,
             socket=self.socket,
         )
 
@@ -383,8 +384,6 @@ class UpgradeHandler(WebSocketHandler):
         without waiting for more.
         """
         sock, rfile = self.socket, self.rfile
-        if rfile is None:  # served at once: what followed the head is still in the socket
-            return b""
         timeout = sock.gettimeout()
         sock.settimeout(0.0)
         chunks = []

@@ -62,8 +62,6 @@ def write_gunicorn_line(log: Any, record: AccessRecord) -> None:
     format names one (``access_log``); gunicorn's own handler lists them
     first, and converts both timestamps to datetimes.
     """
-    if not log.access_log_enabled:
-        return
     environ = record.environ
     if environ is None:
         # The request was refused before it had an environ (4xx): gunicorn's
