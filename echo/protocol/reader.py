@@ -107,7 +107,7 @@ class MessageReader:
         self._reserved_bits = _RSV2_RSV3 if compression else _RSV1_RSV2_RSV3
         self._inflating = False  # the message being assembled is compressed
         self._wire_size = 0  # of a compressed message, as received
-        self._max_wire_size = deflate.max_compressed_size(max_message_size)
+        self._max_wire_size = deflate.max_compressed_size(max_message_size) if compression else 0
 
     def read_event(self) -> Event:
         """Block until the next message or control frame is complete.

@@ -52,10 +52,12 @@ class RequestHead:
 class _Reading:
     """httptools' callbacks, filling a ``RequestHead`` while its bytes are parsed."""
 
-    __slots__ = ("head", "parser")
+    __slots__ = ("environ", "fields", "head", "parser")
 
     def __init__(self, head: RequestHead) -> None:
         self.head = head
+        # The head's, at hand: on_header runs for every header of every request.
+        self.fields, self.environ = head.fields, head.environ
         self.parser: httptools.HttpRequestParser | None = None
 
     def on_url(self, url: bytes) -> None:
@@ -74,19 +76,19 @@ class _Reading:
         (a hostile 60 KB header) is not, which would hash it for nothing, nor
         is the handshake's key, which no other connection sends.
         """
-        head = self.head
         text = value.decode("latin-1")
         name_text = name.decode("latin-1")
-        head.fields.append((name_text, text))
+        self.fields.append((name_text, text))
         key = _environ_key(name_text)
         if key is None:
             return
-        if key in head.environ:
-            text = head.environ[key] + ("; " if key == "HTTP_COOKIE" else ",") + text
+        environ = self.environ
+        if key in environ:
+            text = environ[key] + ("; " if key == "HTTP_COOKIE" else ",") + text
         interned = len(text) <= _INTERNED_UP_TO and key != _UNIQUE
-        head.environ[key] = sys.intern(text) if interned else text
+        environ[key] = sys.intern(text) if interned else text
         if key == "CONTENT_LENGTH":
-            head.content_length = int(text)  # digits, and never twice: llhttp checks
+            self.head.content_length = int(text)  # digits, and never twice: llhttp checks
 
     def on_headers_complete(self) -> None:
         """What ``Connection`` says, as llhttp's C parser read its tokens.

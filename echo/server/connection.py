@@ -110,6 +110,10 @@ class ServerConnection(WebSocket):
         self._drained = True
         self._closed_callbacks: list[Callable[[], None]] = []
 
+    def __del__(self) -> None:
+        """Nothing: gevent-websocket's ``__del__`` calls ``close()``, I/O from a finalizer,
+        which may run in any greenlet; a session closes its connection itself."""
+
     @classmethod
     def open_count(cls) -> int:
         """How many connections of this process are open."""
