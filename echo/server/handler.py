@@ -26,7 +26,6 @@ import contextlib
 import functools
 import io
 import logging
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -45,7 +44,7 @@ from .access_record import SESSION_KEY, AccessRecord, AccessWriter, write_pywsgi
 from .connection import ServerConnection
 from .endpoints import Endpoint, HandshakeRequest, Route
 from .errors import Evicted, RequestTimeout
-from .sockets import discard, send_all
+from .sockets import discard, peek, send_all, wait_readable
 
 log = logging.getLogger(__name__)
 
@@ -106,13 +105,17 @@ class UpgradeHandler(WebSocketHandler):
         sock = self.socket
         if type(sock) is not gevent_socket.socket:  # TLS
             return False
-        self.server.unfinished.started()  # the first to end when the pool is full
         try:
-            arrived = sock.recv(_PEEK, socket.MSG_PEEK)  # waits within the socket's timeout
+            arrived = peek(sock, _PEEK)
+            while arrived is None:  # nothing yet: wait, the first to end when the pool is full
+                self.server.unfinished.started()
+                try:
+                    wait_readable(sock)  # within the socket's timeout
+                finally:
+                    self.server.unfinished.finished()
+                arrived = peek(sock, _PEEK)
         except (OSError, Evicted):
             return True
-        finally:
-            self.server.unfinished.finished()
         head = request_head.whole_head(arrived)
         # A head without "websocket" as clients write it is plain HTTP, left to
         # pywsgi unparsed; a rarer spelling is served there too (lowering the

@@ -41,10 +41,31 @@ def send_now(sock: Any, data: bytes) -> int:
         return 0
 
 
-def discard(sock: Any, size: int) -> None:
+def peek(sock: PlainSocket, size: int) -> bytes | None:
+    """Up to ``size`` bytes that have arrived on a plain socket, left in it; ``None`` if none yet.
+
+    Never waits: a handshake has nearly always arrived by the time its
+    connection is served, and gevent's ``recv()`` would enter its timeout's
+    machinery first all the same.
+    """
+    try:
+        return sock._sock.recv(size, socket.MSG_PEEK)
+    except BlockingIOError:
+        return None
+
+
+def wait_readable(sock: PlainSocket) -> None:
+    """Wait, within the socket's timeout, until something (or the end) arrives on a plain socket."""
+    sock._wait(sock._read_event)  # gevent's own wait, on the socket's own watcher
+
+
+def discard(sock: PlainSocket, size: int) -> None:
     """Read and drop ``size`` bytes that have arrived (peeked before); ``EOFError`` if they end."""
     while size > 0:
-        data = sock.recv(size)
+        try:
+            data = sock._sock.recv(size)  # they are there: no wait
+        except BlockingIOError:
+            data = sock.recv(size)
         if not data:
             raise EOFError(f"the connection ended {size} bytes short")
         size -= len(data)
@@ -66,7 +87,7 @@ def receive(sock: Any, size: int, wait_first: bool) -> bytes:
     """
     if type(sock) is PlainSocket:  # not gevent's SSLSocket, a subclass
         if wait_first:
-            sock._wait(sock._read_event)  # gevent's own wait, on the socket's own watcher
+            wait_readable(sock)
         try:
             return sock._sock.recv(size)
         except BlockingIOError:
