@@ -401,6 +401,21 @@ def test_a_compiled_access_format_writes_the_line_formatting_by_name_writes(agen
     assert line == fmt % atoms()
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["{__import__('os').getpid()}", '""" + str(1) + """', "\\' \\n }{ {{", "%(s)s\n%(b)s"],
+)
+def test_a_format_is_data_never_code(text):
+    """The format's own text is a constant of the generated function, never its source."""
+    fmt = f"{text} %(s)s {text}"
+    logger = AccessLogger(Config())
+    response = GeventResponse("101 Switching Protocols", [], 0)
+    atoms = Atoms.of_response(logger, response, [], {}, timedelta(seconds=1))
+    compiled = LineFormat.compile(fmt)
+    assert compiled is not None
+    assert compiled.line({}, response.status, 0, [], [], 1.0, logger) == fmt % atoms
+
+
 def test_durations_count_every_day_of_a_long_session():
     """A ``timedelta``'s ``seconds`` starts again every day: gunicorn's atoms would log
     a session of two days and an hour as one of an hour."""
