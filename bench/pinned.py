@@ -10,11 +10,15 @@ A/B issue 24's goals are stated in: this server against aiohttp and picows on
 uvloop and the gevent floor, and, with ``--before DIR``, against another
 checkout of this server (run from DIR with this virtualenv).
 
-Then scaling, unpinned: this server with 1, 2, 4, ... workers (up to the
-cores) against the gevent floor in as many processes sharing one listening
-socket, as gunicorn's workers do; CPU per handshake at each count, and its
-rise over one process. On a 2-core machine the load generator shares the
-cores, so the rates mean little there; the CPU per handshake still does.
+Then scaling: this server with 1, 2, 4, ... workers against the gevent
+floor in as many processes sharing one listening socket, as gunicorn's
+workers do; CPU per handshake at each count, and its rise over one process.
+With four cores or more the cores are split in halves: the servers on the
+first half (up to as many workers as it has cores), the load generator on
+the second, in as many processes, each with 10 handshakes at a time. With
+fewer, nothing is pinned and the generator shares the cores (1 and 2
+processes, two generator processes), so the rates mean little there; the
+CPU per handshake still does.
 
     .venv/bin/python -m bench.pinned [--before DIR]    # about 4 minutes; also bench/pinned.md
 """
@@ -28,12 +32,13 @@ import statistics
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import uvloop
 
-from tests.servers import GUNICORN, ServerProcess, children, remove_scratch
+from tests.servers import GUNICORN, ServerProcess, children, remove_scratch, wait_for
 
 from . import loadgen, split
 from .loadgen import Measured, Target
@@ -140,33 +145,66 @@ def pinned_table(before: Path | None) -> str:
     return "\n".join(lines)
 
 
-def worker_counts() -> list[int]:
-    counts, count = [], 1
-    while count <= (os.cpu_count() or 1):
-        counts.append(count)
-        count *= 2
-    return counts
+@dataclass(frozen=True)
+class ScalingPlan:
+    """Where the scaling runs go: the servers' cores and the generator's (``None``: anywhere)."""
 
+    server_cores: set[int] | None
+    generator_cores: set[int] | None
+    generator_processes: int
 
-def handshakes_in_processes(target: Target) -> Measured:
-    part = lambda t, share, gate: loadgen.handshakes(t, share, SECONDS, gate)  # noqa: E731
-    return split.run(part, target, 10, 2)
+    @classmethod
+    def for_cores(cls, cores: list[int]) -> ScalingPlan:
+        if len(cores) < 4:
+            return cls(None, None, 2)
+        half = len(cores) // 2
+        return cls(set(cores[:half]), set(cores[half:]), len(cores) - half)
+
+    def worker_counts(self, cores: int) -> list[int]:
+        """1, 2, 4, ... up to the servers' cores (all the cores, unpinned)."""
+        most = len(self.server_cores) if self.server_cores else cores
+        return [1 << power for power in range(most.bit_length()) if 1 << power <= most]
+
+    def handshakes(self, target: Target) -> Measured:
+        part = lambda t, share, gate: loadgen.handshakes(t, share, SECONDS, gate)  # noqa: E731
+        processes = self.generator_processes
+        return split.run(part, target, 10 * processes if self.server_cores else 10, processes)
+
+    def pin(self, servers: dict[str, ServerProcess], counts: dict[str, int]) -> None:
+        """Each server's processes on the servers' cores, once all ``counts`` have started,
+        and this process, whose forks are the generator, on the generator's."""
+        if self.server_cores is None or self.generator_cores is None:
+            return
+        for name, server in servers.items():
+            expected = counts[name]
+            wait_for(
+                lambda server=server, expected=expected: len(serving_pids(server)) >= expected,
+                what=f"{expected} processes of {name}",
+            )
+            for pid in serving_pids(server):
+                os.sched_setaffinity(pid, self.server_cores)
+        os.sched_setaffinity(0, self.generator_cores)
 
 
 def scaling_table() -> str:
+    cores = sorted(os.sched_getaffinity(0))
+    plan = ScalingPlan.for_cores(cores)
+    counts = plan.worker_counts(len(cores))
     results: dict[str, dict[int, float]] = {"echo": {}, "gevent floor": {}}
-    for count in worker_counts():
+    for count in counts:
         servers = {"echo": echo(count), "gevent floor": peer("gevent", str(count))}
         for server in servers.values():
             server.start()
         try:
-            runs = interleaved(servers, {"handshakes": handshakes_in_processes})["handshakes"]
+            # gunicorn's master and its workers; the floor's first process forks the others.
+            plan.pin(servers, {"echo": count + 1, "gevent floor": count})
+            runs = interleaved(servers, {"handshakes": plan.handshakes})["handshakes"]
         finally:
+            os.sched_setaffinity(0, set(cores))
             for server in servers.values():
                 server.stop()
         for name, measured in runs.items():
             results[name][count] = statistics.median(m.server_us for m in measured)
-    counts = worker_counts()
     lines = [
         "| CPU per handshake, µs (rise over 1) | "
         + " | ".join(f"{c} processes" for c in counts)
