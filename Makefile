@@ -17,7 +17,7 @@ endif
 endif
 endif
 
-.PHONY: run test conformance soak bench bench-pinned instructions lint format screenshot system-packages clean
+.PHONY: run test conformance soak bench bench-pinned instructions wheelhouse lint format screenshot system-packages clean
 
 run: $(VENV)/.runtime
 	$(BIN)/gunicorn -c gunicorn.conf.py
@@ -54,6 +54,17 @@ bench: $(VENV)/.dev
 # 1, 2, 4, ... workers; bench/pinned.md. BEFORE=DIR adds another checkout.
 bench-pinned: $(VENV)/.dev
 	$(BIN)/python -m bench.pinned $(if $(BEFORE),--before $(BEFORE))
+
+# Wheels of every pinned requirement (and pip) for a machine that reaches no
+# registry, such as one lent for a scaling run; there, with this clone:
+#   PIP_NO_INDEX=1 PIP_FIND_LINKS=$PWD/wheelhouse make bench-pinned PYTHON=python3.12
+WHEEL_PYTHON ?= 3.12
+WHEEL_ARCH ?= x86_64
+wheelhouse: $(VENV)/.dev
+	$(BIN)/pip download --quiet --only-binary=:all: --implementation cp \
+	  --python-version $(WHEEL_PYTHON) $(foreach tag,manylinux2014 manylinux_2_17 \
+	  manylinux_2_28 manylinux_2_34,--platform $(tag)_$(WHEEL_ARCH)) \
+	  -r requirements-dev.txt pip -d wheelhouse
 
 # Instructions per handshake and per round trip, this server against the gevent
 # floor and aiohttp, counted by valgrind (repeatable on a busy machine); about 2 minutes.
