@@ -155,15 +155,15 @@ class Atoms(dict):
 
     def __init__(
         self,
-        logger: Any,
+        environ: dict[str, Any],
         status: Any,
         sent: int | None,
-        response_headers: Any,
         request_headers: Any,
-        environ: dict[str, Any],
+        response_headers: Any,
         seconds: float,
+        logger: Any,
     ) -> None:
-        """The request (or session) as plain values: ``seconds`` is how long it took."""
+        """A line's values, in ``_PARAMETERS``' order: ``seconds`` is how long it took."""
         self["l"] = "-"  # never empty: logging formats with an empty dict as no args
         self.values = (environ, status, sent, request_headers, response_headers, seconds, logger)
 
@@ -173,13 +173,13 @@ class Atoms(dict):
     ) -> Atoms:
         """The atoms of gunicorn's ``Logger.access`` arguments."""
         return cls(
-            logger,
+            environ,
             resp.status,
             getattr(resp, "sent", None),
-            resp.headers,
             getattr(req, "headers", req),
-            environ,
+            resp.headers,
             took.total_seconds(),
+            logger,
         )
 
     def __missing__(self, key: str) -> Any:

@@ -71,14 +71,12 @@ class AccessLogger(glogging.Logger):
     atoms_wrapper_class = staticmethod(lambda atoms: atoms)  # Atoms is its own SafeAtoms
     _second: int | None = None
     _now = ""
+    _plain_handlers: list[logging.StreamHandler] | None = None
+    _line_format: LineFormat | None = None
+    _threads_patched: bool | None = None
 
     def atoms(self, resp: Any, req: Any, environ: dict[str, Any], request_time: timedelta) -> Atoms:
         return Atoms.of_response(self, resp, req, environ, request_time)
-
-    _plain_handlers: list[logging.StreamHandler] | None = None
-
-    _line_format: LineFormat | None = None
-    _threads_patched: bool | None = None
 
     def setup(self, cfg: Any) -> None:
         """gunicorn's, then whether the access lines can skip ``logging``, and their format
@@ -129,7 +127,7 @@ class AccessLogger(glogging.Logger):
                 )
             else:
                 atoms = Atoms(
-                    self, status, sent, response_headers, request_headers, environ, seconds
+                    environ, status, sent, request_headers, response_headers, seconds, self
                 )
                 if handlers is None:
                     self.access_log.info(self.cfg.access_log_format, atoms)
