@@ -125,11 +125,7 @@ class ConnectionPool(Group):
         if greenlet not in self.greenlets:
             return  # gone already: it returned, then its link ran (kill)
         full = len(self.greenlets) >= self._limit
-        # gevent's Group._discard, inline: this runs at every connection's end.
-        self.greenlets.discard(greenlet)
-        self.dying.discard(greenlet)
-        if not self.greenlets:
-            self._empty_event.set()
+        super()._discard(greenlet)
         if full:
             self._semaphore.notify()
 
