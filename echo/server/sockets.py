@@ -105,6 +105,6 @@ def has_input(sock: Any) -> bool:
     if pending is not None and pending():  # TLS: decrypted, not yet read
         return True
     try:
-        return bool(sock._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-    except OSError:  # nothing yet (BlockingIOError), or reset: nothing to read
+        return bool(peek(sock, 1))
+    except OSError:  # reset: nothing to read
         return False
