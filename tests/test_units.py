@@ -13,7 +13,7 @@ import signal
 import socket
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import gevent
@@ -495,6 +495,15 @@ def test_writers_take_turns_in_order_and_an_interrupted_one_passes_its_turn_on()
         ws.abort()
 
 
+def _waiting_for(event: gevent.event.Event) -> Callable[[object, object], None]:
+    """A connection's handler, for a pool, that returns once ``event`` is set."""
+
+    def handle(sock: object, address: object) -> None:
+        event.wait()
+
+    return handle
+
+
 def test_a_full_connection_pool_tells_the_server_once_when_it_has_room():
     """gevent's server links to a pool's ``_semaphore`` to accept again once there is room."""
     pool = ConnectionPool(2)
@@ -502,7 +511,7 @@ def test_a_full_connection_pool_tells_the_server_once_when_it_has_room():
     pool._semaphore.rawlink(told.append)
     release = gevent.event.Event()
     for _ in range(2):
-        pool.spawn(release.wait)
+        pool.spawn(_waiting_for(release), None, None)
     assert (pool.full(), pool.free_count(), len(pool)) == (True, 0, 2)
     release.set()
     assert pool.join(timeout=1)
@@ -521,14 +530,14 @@ def test_a_connection_pool_serves_the_next_connection_in_a_greenlet_whose_connec
     pool = ConnectionPool(4)
     seen: list[str] = []
 
-    def serve(value: str) -> None:
+    def serve(value: str, address: object) -> None:
         seen.append(_CONNECTION_VALUE.get("unset"))
         _CONNECTION_VALUE.set(value)
 
-    first = pool.spawn(serve, "first")
+    first = pool.spawn(serve, "first", None)
     assert pool.join(timeout=1)
     assert not first.dead  # it waits for another connection
-    second = pool.spawn(serve, "second")
+    second = pool.spawn(serve, "second", None)
     assert second is first and len(pool) == 1
     assert pool.join(timeout=1)
     assert seen == ["unset", "unset"]  # nothing the first connection set reached the second
@@ -542,7 +551,7 @@ def test_a_connection_pool_keeps_a_bounded_number_of_idle_greenlets(monkeypatch)
     monkeypatch.setattr(pool_module, "IDLE_KEPT", 2)
     pool = ConnectionPool(8)
     release = gevent.event.Event()
-    greenlets = [pool.spawn(release.wait) for _ in range(5)]
+    greenlets = [pool.spawn(_waiting_for(release), None, None) for _ in range(5)]
     release.set()
     assert pool.join(timeout=1)
     gevent.idle()
@@ -554,12 +563,12 @@ def test_an_idle_pool_greenlet_that_dies_is_never_handed_a_connection():
     """An exception thrown into a greenlet waiting for a connection ends it; the next
     connection gets a greenlet that runs it, and the pool's count stays right."""
     pool = ConnectionPool(4)
-    idle = pool.spawn(lambda: None)
+    idle = pool.spawn(lambda sock, address: None, None, None)
     assert pool.join(timeout=1)
     idle.kill(ValueError, block=True, timeout=1)
     assert idle.dead and isinstance(idle.exception, ValueError)
     served = gevent.event.Event()
-    fresh = pool.spawn(served.set)
+    fresh = pool.spawn(lambda sock, address: served.set(), None, None)
     assert served.wait(timeout=1) and fresh is not idle
     assert pool.join(timeout=1) and len(pool) == 0
     pool.kill()
@@ -616,9 +625,10 @@ def test_killing_a_connection_pool_ends_greenlets_running_and_not_started_yet():
     """gevent's server stops by killing its pool; a greenlet killed before it ran never
     runs the code that takes it out of the pool, and the kill must not wait for it."""
     pool = ConnectionPool(4)
-    running = pool.spawn(gevent.sleep, 60)
+    asleep = _waiting_for(gevent.event.Event())  # never set
+    running = pool.spawn(asleep, None, None)
     gevent.idle()  # running is asleep; the next has not started
-    not_started = pool.spawn(gevent.sleep, 60)
+    not_started = pool.spawn(asleep, None, None)
     with _interrupted_after(5):  # a kill waiting for ever would spin, never yield to a timer
         pool.kill()
     assert running.dead and not_started.dead

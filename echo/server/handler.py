@@ -14,7 +14,7 @@ served without pywsgi's request machinery (``_upgrade_at_once``): its head
 is peeked from the socket, parsed, and read off only if it is a WebSocket
 handshake; anything else is left in the socket for pywsgi to read as usual.
 
-After the upgrade the handler returns the session to run (``session.run``)
+After the upgrade the handler returns the session to run (``Session``)
 with an access-log record of the handshake, and ``WebSocketServer`` runs it
 with the handler gone: a connection that stays open for days holds none of
 its request's objects.
@@ -27,7 +27,6 @@ import functools
 import io
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -39,11 +38,12 @@ from geventwebsocket.handler import WebSocketHandler
 from ..protocol import handshake, negotiation, request_head
 from ..protocol.errors import BadRequest, HandshakeRejected, Headers, Refusal
 from ..protocol.excerpt import excerpt
-from . import fairness, lingering, metrics, session
-from .access_record import SESSION_KEY, AccessRecord, AccessWriter, write_pywsgi_line
+from . import fairness, lingering, metrics
+from .access_record import AccessRecord, AccessWriter, write_pywsgi_line
 from .connection import ServerConnection
-from .endpoints import Endpoint, HandshakeRequest, Route
+from .endpoints import HandshakeRequest, Route
 from .errors import Evicted, RequestTimeout
+from .session import Session
 from .sockets import discard, peek, send_all, wait_readable
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class UpgradeHandler(WebSocketHandler):
     """Serves plain HTTP as pywsgi does, and valid handshakes with their endpoints."""
 
     headers: request_head.RequestHead | Any = _NO_HEAD
-    _session: Callable[[], None] | None = None  # after an upgrade, what handle() returns
+    _session: Session | None = None  # after an upgrade, what handle() returns
     _linger_after = False  # a handshake was refused: drain what the client still sends
 
     def __init__(self, sock: Any, address: Any, server: Any) -> None:
@@ -72,7 +72,7 @@ class UpgradeHandler(WebSocketHandler):
         self.socket, self.client_address, self.server = sock, address, server
         self.rfile: Any = None
 
-    def handle(self) -> Callable[[], None] | None:
+    def handle(self) -> Session | None:
         """Serve the connection's HTTP; after an upgrade, return the session to run next.
 
         The session holds the connection, its endpoint and the access-log
@@ -311,7 +311,7 @@ class UpgradeHandler(WebSocketHandler):
             self.time_start,
         )
         ws.environ = record.environ
-        self._session = functools.partial(_serve, ws, route.endpoint, record, self._access_writer())
+        self._session = Session(ws, route.endpoint, record, self._access_writer())
         # Without its socket, pywsgi neither drains nor closes the connection.
         self.socket = None
 
@@ -452,13 +452,3 @@ class UpgradeHandler(WebSocketHandler):
         """pywsgi's, with ``X-Served-By`` (gevent-websocket's adds nothing for plain HTTP)."""
         served_by = (SERVED_BY, self.server.served_by)
         return WSGIHandler.start_response(self, status, [*headers, served_by], exc_info)
-
-
-def _serve(
-    ws: ServerConnection, endpoint: Endpoint, record: AccessRecord, write: AccessWriter
-) -> None:
-    """A session, after its handler is gone: the endpoint, then the access-log line."""
-    session.run(ws, endpoint)
-    record.environ[SESSION_KEY] = ws.summary()
-    record.time_finish = time.time()
-    write(record)

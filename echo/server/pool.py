@@ -16,10 +16,19 @@ own for its Python frames, 16 KiB mapped when it first runs and unmapped
 when it dies (an ``mmap``, a page fault and a ``munmap`` per connection;
 bench/README.md). A greenlet whose connection has ended waits for the next
 one instead, up to ``IDLE_KEPT`` of them; each connection runs in a fresh
-``contextvars`` context, as a new greenlet would. What a thread pool's
-threads keep between requests, these keep between connections: greenlet-
-local data (``gevent.local``, patched ``threading.local``) an application
-leaves behind.
+``contextvars`` context, as a new greenlet would.
+
+A greenlet saves the C stack it has built up at every switch, so every
+message waited for copies it out and back in; on Python 3.11 and 3.12, a
+call through C (``functools.partial``, ``Context.run``, ``f(*args)``)
+starts a new frame of the interpreter's loop there, about 600 bytes. A
+connection is therefore always ``handle(sock, address)``, called with its
+arguments written out, in a context set rather than entered
+(bench/README.md).
+
+What a thread pool's threads keep between requests, these keep between
+connections: greenlet-local data (``gevent.local``, patched
+``threading.local``) an application leaves behind.
 """
 
 from __future__ import annotations
@@ -37,11 +46,16 @@ from gevent.pool import Group
 #: worker opens at once in a reconnect storm; each holds about 20 KiB.
 IDLE_KEPT = 64
 
-_Task = tuple[Callable[..., Any], tuple[Any, ...]]
+#: What a connection's greenlet runs: ``handle(sock, address)``.
+Handle = Callable[[Any, Any], None]
+_Task = tuple[Handle, Any, Any]
 
 
 class ConnectionPool(Group):
-    """A ``gevent.pool.Pool`` as gevent's server and gunicorn's worker use one."""
+    """A ``gevent.pool.Pool`` as gunicorn's worker and ``WebSocketServer`` use one.
+
+    Unlike gevent's, ``spawn`` takes a connection, not any call.
+    """
 
     def __init__(self, size: int | None = None) -> None:
         super().__init__()
@@ -53,16 +67,17 @@ class ConnectionPool(Group):
         self._idle: list[tuple[Greenlet, Waiter]] = []
         self._idle_kept = IDLE_KEPT
 
-    def spawn(self, func: Callable[..., Any], *args: Any) -> Greenlet:
-        """Run ``func(*args)`` in a greenlet of the pool: an idle one, or a new one."""
+    def spawn(self, handle: Handle, sock: Any, address: Any) -> Greenlet:
+        """Run ``handle(sock, address)`` in a greenlet of the pool: an idle one, or a new one."""
+        task = (handle, sock, address)
         if self._idle:
             greenlet, waiter = self._idle.pop()
             self._add_busy(greenlet)
-            get_hub().loop.run_callback(waiter.switch, (func, args))
+            get_hub().loop.run_callback(waiter.switch, task)
             return greenlet
         # The first task goes in a list that _run empties: a greenlet's own
         # arguments live as long as it does, and would keep the socket.
-        greenlet = Greenlet(self._run, [(func, args)])
+        greenlet = Greenlet(self._run, [task])
         self._add_busy(greenlet)
         greenlet.start()
         return greenlet
@@ -75,15 +90,16 @@ class ConnectionPool(Group):
     def _run(self, handed_over: list[_Task]) -> None:
         """Serve the first connection, then each handed over while idle, in a fresh context."""
         current = getcurrent()
-        func, args = handed_over.pop()
+        handle, sock, address = handed_over.pop()
         while True:
+            current.gr_context = contextvars.Context()
             try:
-                contextvars.Context().run(func, *args)
+                handle(sock, address)
             finally:
                 self._discard(current)
             if len(self._idle) >= self._idle_kept:
                 return
-            func, args = self._wait_for_task(current)
+            handle, sock, address = self._wait_for_task(current)
 
     def _wait_for_task(self, current: Greenlet) -> _Task:
         """The next connection for ``current``, once ``spawn`` hands it over."""

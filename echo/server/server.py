@@ -162,10 +162,29 @@ class WebSocketServer(WSGIServer):
         self._trimmer.stop()
         super().close()
 
+    def do_handle(self, sock: Any, address: Any) -> None:
+        """Serve an accepted connection in a greenlet of its own, then close it.
+
+        gevent's runs it through a function that calls ``handle(*args)``: on
+        Python 3.11 and 3.12 two calls through C, whose frames every switch of
+        the connection's greenlet would copy out and back in (``pool.py``).
+        """
+        try:
+            self._spawn(self._handle_and_close, sock, address)
+        except BaseException:
+            self.do_close(sock, address)
+            raise
+
+    def _handle_and_close(self, sock: Any, address: Any) -> None:
+        try:
+            self._handle(sock, address)  # handle, or wrap_socket_and_handle with TLS
+        finally:
+            self.do_close(sock, address)
+
     def handle(self, sock: Any, address: Any) -> None:
         session = self.handler_class(sock, address, self).handle()
         if session is not None:
-            session()
+            session.serve()
 
     def do_close(self, sock: socket.socket, *args: Any) -> None:
         super().do_close(sock, *args)
