@@ -10,6 +10,14 @@ A/B issue 24's goals are stated in: this server against aiohttp and picows on
 uvloop and the gevent floor, and, with ``--before DIR``, against another
 checkout of this server (run from DIR with this virtualenv).
 
+Then the same servers side by side: every run drives all of them at once
+from the one generator, so each run gives them the same moments of the
+machine, and this server's CPU per operation over each other's, run by
+run, is reported (median and range). On a shared machine whose speed
+changes by half from one second to the next, runs in turn spread by as
+much; ratios side by side stay within a few percent. Sharing the core, each
+server finds its caches cooled by the others, a cost all of them pay.
+
 Then scaling: this server with 1, 2, 4, ... workers against the gevent
 floor in as many processes sharing one listening socket, as gunicorn's
 workers do; CPU per handshake at each count, and its rise over one process.
@@ -20,18 +28,19 @@ fewer, nothing is pinned and the generator shares the cores (1 and 2
 processes, two generator processes), so the rates mean little there; the
 CPU per handshake still does.
 
-    .venv/bin/python -m bench.pinned [--before DIR]    # about 4 minutes; also bench/pinned.md
+    .venv/bin/python -m bench.pinned [--before DIR]    # about 5 minutes; also bench/pinned.md
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shlex
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -44,16 +53,15 @@ from . import loadgen, split
 from .loadgen import Measured, Target
 
 SECONDS, ROUNDS = 2.0, 3
+SIDE_BY_SIDE_ROUNDS = 7
 SERVER_CORE, GENERATOR_CORE = 0, 1
 RESULTS = Path(__file__).with_name("pinned.md")
 GUNICORN_ARGS = ["--worker-connections", "2000"]
 
-PINNED_WORKLOADS: dict[str, Callable[[Target], Measured]] = {
-    "CPU per handshake (10 at a time), µs": lambda t: uvloop.run(
-        loadgen.handshakes(t, 10, SECONDS)
-    ),
-    "CPU per 32 B round trip (100 connections), µs": lambda t: uvloop.run(
-        loadgen.round_trips(t, 100, 32, SECONDS)
+PINNED_WORKLOADS: dict[str, Callable[[Target], Awaitable[Measured]]] = {
+    "CPU per handshake (10 at a time), µs": lambda t: loadgen.handshakes(t, 10, SECONDS),
+    "CPU per 32 B round trip (100 connections), µs": lambda t: loadgen.round_trips(
+        t, 100, 32, SECONDS
     ),
 }
 
@@ -76,15 +84,19 @@ def serving_pids(server: ServerProcess) -> tuple[int, ...]:
     return (server.process.pid, *children(server.process.pid))
 
 
-def interleaved(
-    servers: dict[str, ServerProcess], workloads: dict[str, Callable[[Target], Measured]]
-) -> dict[str, dict[str, list[Measured]]]:
-    """Each workload ROUNDS times against each server, the servers taking turns."""
-    targets = {
+def targets_of(servers: dict[str, ServerProcess]) -> dict[str, Target]:
+    """Each started server as the load generator aims at it, with the processes it bills."""
+    return {
         name: Target(server.port, raw_tcp=False, server_pids=serving_pids(server))
         for name, server in servers.items()
     }
-    runs: dict[str, dict[str, list[Measured]]] = {w: {n: [] for n in servers} for w in workloads}
+
+
+def interleaved(
+    targets: dict[str, Target], workloads: dict[str, Callable[[Target], Measured]]
+) -> dict[str, dict[str, list[Measured]]]:
+    """Each workload ROUNDS times against each server, the servers taking turns."""
+    runs: dict[str, dict[str, list[Measured]]] = {w: {n: [] for n in targets} for w in workloads}
     for round_number in range(ROUNDS):
         for workload, run in workloads.items():
             order = list(targets) if round_number % 2 == 0 else list(reversed(targets))
@@ -94,10 +106,38 @@ def interleaved(
     return runs
 
 
+def side_by_side(
+    targets: dict[str, Target], workloads: dict[str, Callable[[Target], Awaitable[Measured]]]
+) -> dict[str, dict[str, list[Measured]]]:
+    """Each workload SIDE_BY_SIDE_ROUNDS times against all the servers at once.
+
+    One generator drives every server in the same window, so each run gives
+    every server the same moments of a shared machine, whose speed can
+    change by half from one second to the next.
+    """
+    runs: dict[str, dict[str, list[Measured]]] = {w: {n: [] for n in targets} for w in workloads}
+
+    async def all_at_once(run: Callable[[Target], Awaitable[Measured]]) -> list[Measured]:
+        return await asyncio.gather(*(run(target) for target in targets.values()))
+
+    for round_number in range(SIDE_BY_SIDE_ROUNDS):
+        for workload, run in workloads.items():
+            for name, measured in zip(targets, uvloop.run(all_at_once(run)), strict=True):
+                runs[workload][name].append(measured)
+        print(f"  side by side, round {round_number + 1} of {SIDE_BY_SIDE_ROUNDS}", flush=True)
+    return runs
+
+
 def _cell(measured: list[Measured]) -> tuple[float, str]:
     values = [m.server_us for m in measured]
     middle = statistics.median(values)
     return middle, f"{middle:.1f} ± {(max(values) - min(values)) / 2:.1f}"
+
+
+def _ratio_cell(measured: list[Measured], reference: list[Measured]) -> str:
+    """The median of the runs' ratios, and their range: each run's pair had the same moments."""
+    ratios = [m.server_us / r.server_us for m, r in zip(measured, reference, strict=True)]
+    return f"{statistics.median(ratios):.3f} ({min(ratios):.2f} to {max(ratios):.2f})"
 
 
 def _revision(checkout: Path) -> str:
@@ -127,14 +167,20 @@ def pinned_table(before: Path | None) -> str:
             for pid in serving_pids(server):
                 os.sched_setaffinity(pid, {SERVER_CORE})
         os.sched_setaffinity(0, {GENERATOR_CORE})
-        runs = interleaved(servers, PINNED_WORKLOADS)
+        targets = targets_of(servers)
+        in_turn = {
+            workload: lambda target, run=run: uvloop.run(run(target))
+            for workload, run in PINNED_WORKLOADS.items()
+        }
+        runs = interleaved(targets, in_turn)
+        together = side_by_side(targets, PINNED_WORKLOADS)
     finally:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
         for server in servers.values():
             server.stop()
     names = list(servers)
     lines = [
-        f"| Server CPU, pinned | {' | '.join(names)} | echo / aiohttp |",
+        f"| Server CPU, pinned, in turn | {' | '.join(names)} | echo / aiohttp |",
         f"| --- |{' ---: |' * len(names)} ---: |",
     ]
     for workload, by_server in runs.items():
@@ -142,6 +188,15 @@ def pinned_table(before: Path | None) -> str:
         ratio = cells["echo"][0] / cells["aiohttp"][0]
         row = " | ".join(cells[name][1] for name in names)
         lines.append(f"| {workload} | {row} | {ratio:.2f} |")
+    others = [name for name in names if name != "echo"]
+    lines += [
+        "",
+        f"| Side by side: echo / each, per run (median, range) | {' | '.join(others)} |",
+        f"| --- |{' ---: |' * len(others)}",
+    ]
+    for workload, by_server in together.items():
+        row = " | ".join(_ratio_cell(by_server["echo"], by_server[name]) for name in others)
+        lines.append(f"| {workload} | {row} |")
     return "\n".join(lines)
 
 
@@ -198,7 +253,7 @@ def scaling_table() -> str:
         try:
             # gunicorn's master and its workers; the floor's first process forks the others.
             plan.pin(servers, {"echo": count + 1, "gevent floor": count})
-            runs = interleaved(servers, {"handshakes": plan.handshakes})["handshakes"]
+            runs = interleaved(targets_of(servers), {"handshakes": plan.handshakes})["handshakes"]
         finally:
             os.sched_setaffinity(0, set(cores))
             for server in servers.values():
