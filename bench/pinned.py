@@ -24,9 +24,9 @@ workers do; CPU per handshake at each count, and its rise over one process.
 With four cores or more the cores are split in halves: the servers on the
 first half (up to as many workers as it has cores), the load generator on
 the second, in as many processes, each with 10 handshakes at a time. With
-fewer, nothing is pinned and the generator shares the cores (1 and 2
-processes, two generator processes), so the rates mean little there; the
-CPU per handshake still does.
+fewer, 2, 4 and 8 processes are each compared with one on a single core,
+side by side (``shared_core_scaling_table``): what sharing a listening
+socket adds to a handshake, without the parallel part.
 
     .venv/bin/python -m bench.pinned [--before DIR]    # about 5 minutes; also bench/pinned.md
 """
@@ -54,6 +54,8 @@ from .loadgen import Measured, Target
 
 SECONDS, ROUNDS = 2.0, 3
 SIDE_BY_SIDE_ROUNDS = 7
+# Processes compared with one on a machine of fewer than four cores (shared_core_scaling_table).
+SHARED_CORE_COUNTS = (2, 4, 8)
 SERVER_CORE, GENERATOR_CORE = 0, 1
 RESULTS = Path(__file__).with_name("pinned.md")
 GUNICORN_ARGS = ["--worker-connections", "2000"]
@@ -202,34 +204,30 @@ def pinned_table(before: Path | None) -> str:
 
 @dataclass(frozen=True)
 class ScalingPlan:
-    """Where the scaling runs go: the servers' cores and the generator's (``None``: anywhere)."""
+    """Where the scaling runs go: the servers' cores and the generator's."""
 
-    server_cores: set[int] | None
-    generator_cores: set[int] | None
-    generator_processes: int
+    server_cores: set[int]
+    generator_cores: set[int]
 
     @classmethod
     def for_cores(cls, cores: list[int]) -> ScalingPlan:
-        if len(cores) < 4:
-            return cls(None, None, 2)
+        """The first half of ``cores`` for the servers, the second for the generator."""
         half = len(cores) // 2
-        return cls(set(cores[:half]), set(cores[half:]), len(cores) - half)
+        return cls(set(cores[:half]), set(cores[half:]))
 
-    def worker_counts(self, cores: int) -> list[int]:
-        """1, 2, 4, ... up to the servers' cores (all the cores, unpinned)."""
-        most = len(self.server_cores) if self.server_cores else cores
+    def worker_counts(self) -> list[int]:
+        """1, 2, 4, ... up to the servers' cores."""
+        most = len(self.server_cores)
         return [1 << power for power in range(most.bit_length()) if 1 << power <= most]
 
     def handshakes(self, target: Target) -> Measured:
         part = lambda t, share, gate: loadgen.handshakes(t, share, SECONDS, gate)  # noqa: E731
-        processes = self.generator_processes
-        return split.run(part, target, 10 * processes if self.server_cores else 10, processes)
+        processes = len(self.generator_cores)
+        return split.run(part, target, 10 * processes, processes)
 
     def pin(self, servers: dict[str, ServerProcess], counts: dict[str, int]) -> None:
         """Each server's processes on the servers' cores, once all ``counts`` have started,
         and this process, whose forks are the generator, on the generator's."""
-        if self.server_cores is None or self.generator_cores is None:
-            return
         for name, server in servers.items():
             expected = counts[name]
             wait_for(
@@ -241,18 +239,28 @@ class ScalingPlan:
         os.sched_setaffinity(0, self.generator_cores)
 
 
+def _processes(name: str, count: int) -> tuple[ServerProcess, int]:
+    """``count`` serving processes of this server or the floor, and how many to wait for."""
+    if name == "echo":
+        return echo(count), count + 1  # gunicorn's master and its workers
+    return peer("gevent", str(count)), count  # the floor's first process forks the others
+
+
 def scaling_table() -> str:
+    """CPU per handshake over processes: in parallel with cores to spare, else on one core."""
     cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 4:
+        return shared_core_scaling_table(cores)
     plan = ScalingPlan.for_cores(cores)
-    counts = plan.worker_counts(len(cores))
+    counts = plan.worker_counts()
     results: dict[str, dict[int, float]] = {"echo": {}, "gevent floor": {}}
     for count in counts:
-        servers = {"echo": echo(count), "gevent floor": peer("gevent", str(count))}
+        started = {name: _processes(name, count) for name in results}
+        servers = {name: server for name, (server, _) in started.items()}
         for server in servers.values():
             server.start()
         try:
-            # gunicorn's master and its workers; the floor's first process forks the others.
-            plan.pin(servers, {"echo": count + 1, "gevent floor": count})
+            plan.pin(servers, {name: expected for name, (_, expected) in started.items()})
             runs = interleaved(targets_of(servers), {"handshakes": plan.handshakes})["handshakes"]
         finally:
             os.sched_setaffinity(0, set(cores))
@@ -270,6 +278,43 @@ def scaling_table() -> str:
         one = by_count[1]
         cells = " | ".join(f"{by_count[c]:.0f} ({by_count[c] / one:.2f}x)" for c in counts)
         lines.append(f"| {name} | {cells} |")
+    return "\n".join(lines)
+
+
+def shared_core_scaling_table(cores: list[int]) -> str:
+    """With too few cores to run workers in parallel: N processes against one, on one core.
+
+    What N processes add to a handshake by sharing one listening socket
+    (every process woken for a connection only one can accept, less
+    batching), without the parallel part: for each N, this server and the
+    floor with N processes and with one, all four side by side on the first
+    core, the generator on the second.
+    """
+    plan = ScalingPlan({cores[0]}, {cores[1]})
+    handshakes = {"handshakes": lambda t: loadgen.handshakes(t, 10, SECONDS)}
+    rows: dict[str, dict[int, str]] = {"echo": {}, "gevent floor": {}}
+    for count in SHARED_CORE_COUNTS:
+        started = {f"{name} {n}": _processes(name, n) for name in rows for n in (1, count)}
+        servers = {label: server for label, (server, _) in started.items()}
+        for server in servers.values():
+            server.start()
+        try:
+            plan.pin(servers, {label: expected for label, (_, expected) in started.items()})
+            runs = side_by_side(targets_of(servers), handshakes)["handshakes"]
+        finally:
+            os.sched_setaffinity(0, set(cores))
+            for server in servers.values():
+                server.stop()
+        for name in rows:
+            rows[name][count] = _ratio_cell(runs[f"{name} {count}"], runs[f"{name} 1"])
+    lines = [
+        "| CPU per handshake, N processes over 1, all on one core, side by side | "
+        + " | ".join(f"{c} processes" for c in SHARED_CORE_COUNTS)
+        + " |",
+        f"| --- |{' ---: |' * len(SHARED_CORE_COUNTS)}",
+    ]
+    for name, by_count in rows.items():
+        lines.append(f"| {name} | {' | '.join(by_count[c] for c in SHARED_CORE_COUNTS)} |")
     return "\n".join(lines)
 
 
