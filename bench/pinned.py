@@ -40,6 +40,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
@@ -54,6 +55,9 @@ from .loadgen import Measured, Target
 
 SECONDS, ROUNDS = 2.0, 3
 SIDE_BY_SIDE_ROUNDS = 7
+# Started servers are ready once their processes spend at most IDLE_CPU
+# seconds of CPU in IDLE_SPELL seconds (wait_until_idle).
+IDLE_SPELL, IDLE_CPU = 0.5, 0.02
 # Processes compared with one on a machine of fewer than four cores (shared_core_scaling_table).
 SHARED_CORE_COUNTS = (2, 4, 8)
 SERVER_CORE, GENERATOR_CORE = 0, 1
@@ -237,6 +241,28 @@ class ScalingPlan:
             for pid in serving_pids(server):
                 os.sched_setaffinity(pid, self.server_cores)
         os.sched_setaffinity(0, self.generator_cores)
+        wait_until_idle(servers)
+
+
+def wait_until_idle(servers: dict[str, ServerProcess]) -> None:
+    """Until the servers' processes spend no CPU: booted and ready, not still importing.
+
+    A worker's pid exists before it has imported the application; eight
+    workers booting on one core spent seconds of CPU in the first runs
+    (CPU per handshake 2 to 3 times the later runs').
+    """
+    pids = [pid for server in servers.values() for pid in serving_pids(server)]
+    last = [sum(loadgen.cpu_seconds(pid) for pid in pids), time.monotonic()]
+
+    def idle_for_half_a_second() -> bool:
+        if time.monotonic() - last[1] < IDLE_SPELL:
+            return False
+        used = sum(loadgen.cpu_seconds(pid) for pid in pids)
+        quiet = used - last[0] <= IDLE_CPU
+        last[:] = [used, time.monotonic()]
+        return quiet
+
+    wait_for(idle_for_half_a_second, timeout=60, what="the servers to be idle")
 
 
 def _processes(name: str, count: int) -> tuple[ServerProcess, int]:
