@@ -19,9 +19,10 @@ one instead, up to ``IDLE_KEPT`` of them; each connection runs in a fresh
 ``contextvars`` context, as a new greenlet would.
 
 A greenlet saves the C stack it has built up at every switch, so every
-message waited for copies it out and back in; on Python 3.11 and 3.12, a
-call through C (``functools.partial``, ``Context.run``, ``f(*args)``)
-starts a new frame of the interpreter's loop there, about 600 bytes. A
+message waited for copies it out and back in. A call from Python to Python
+adds nothing there, but one through C (``functools.partial``,
+``Context.run``, and ``f(*args)`` before Python 3.13) starts a new frame of
+the interpreter's loop, about 600 bytes on 3.11. A
 connection is therefore always ``handle(sock, address)``, called with its
 arguments written out, in a context set rather than entered
 (bench/README.md).
