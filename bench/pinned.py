@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shlex
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -158,33 +159,23 @@ def _revision(checkout: Path) -> str:
 
 
 def pinned_table(before: Path | None) -> str:
-    servers = {"echo": echo(1)}
+    # Each server, and how many processes it serves with (gunicorn's master and a worker).
+    started = {"echo": (echo(1), 2)}
     if before is not None:
-        servers[f"echo {_revision(before)}"] = echo(1, before)
-    servers |= {
-        "aiohttp": peer("aiohttp"),
-        "picows": peer("picows"),
-        "gevent floor": peer("gevent"),
+        started[f"echo {_revision(before)}"] = (echo(1, before), 2)
+    started |= {
+        "aiohttp": (peer("aiohttp"), 1),
+        "picows": (peer("picows"), 1),
+        "gevent floor": (peer("gevent"), 1),
     }
-    for server in servers.values():
-        server.start()
-    try:
-        for server in servers.values():
-            for pid in serving_pids(server):
-                os.sched_setaffinity(pid, {SERVER_CORE})
-        os.sched_setaffinity(0, {GENERATOR_CORE})
-        targets = targets_of(servers)
+    with Placement({SERVER_CORE}, {GENERATOR_CORE}).serving(started) as targets:
         in_turn = {
             workload: lambda target, run=run: uvloop.run(run(target))
             for workload, run in PINNED_WORKLOADS.items()
         }
         runs = interleaved(targets, in_turn)
         together = side_by_side(targets, PINNED_WORKLOADS)
-    finally:
-        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
-        for server in servers.values():
-            server.stop()
-    names = list(servers)
+    names = list(started)
     lines = [
         f"| Server CPU, pinned, in turn | {' | '.join(names)} | echo / aiohttp |",
         f"| --- |{' ---: |' * len(names)} ---: |",
@@ -207,14 +198,14 @@ def pinned_table(before: Path | None) -> str:
 
 
 @dataclass(frozen=True)
-class ScalingPlan:
-    """Where the scaling runs go: the servers' cores and the generator's."""
+class Placement:
+    """Where the servers run and where the load generator runs: the cores of each."""
 
     server_cores: set[int]
     generator_cores: set[int]
 
     @classmethod
-    def for_cores(cls, cores: list[int]) -> ScalingPlan:
+    def for_cores(cls, cores: list[int]) -> Placement:
         """The first half of ``cores`` for the servers, the second for the generator."""
         half = len(cores) // 2
         return cls(set(cores[:half]), set(cores[half:]))
@@ -229,19 +220,29 @@ class ScalingPlan:
         processes = len(self.generator_cores)
         return split.run(part, target, 10 * processes, processes)
 
-    def pin(self, servers: dict[str, ServerProcess], counts: dict[str, int]) -> None:
-        """Each server's processes on the servers' cores, once all ``counts`` have started,
-        and this process, whose forks are the generator, on the generator's."""
-        for name, server in servers.items():
-            expected = counts[name]
-            wait_for(
-                lambda server=server, expected=expected: len(serving_pids(server)) >= expected,
-                what=f"{expected} processes of {name}",
-            )
-            for pid in serving_pids(server):
-                os.sched_setaffinity(pid, self.server_cores)
-        os.sched_setaffinity(0, self.generator_cores)
-        wait_until_idle(servers)
+    @contextlib.contextmanager
+    def serving(self, started: dict[str, tuple[ServerProcess, int]]) -> Iterator[dict[str, Target]]:
+        """Start each server (with how many processes it serves), place them and this
+        process, whose forks are the generator, and stop them all after the block."""
+        cores = os.sched_getaffinity(0)
+        servers = {name: server for name, (server, _) in started.items()}
+        for server in servers.values():
+            server.start()
+        try:
+            for name, (server, expected) in started.items():
+                wait_for(
+                    lambda server=server, expected=expected: len(serving_pids(server)) >= expected,
+                    what=f"{expected} processes of {name}",
+                )
+                for pid in serving_pids(server):
+                    os.sched_setaffinity(pid, self.server_cores)
+            os.sched_setaffinity(0, self.generator_cores)
+            wait_until_idle(servers)
+            yield targets_of(servers)
+        finally:
+            os.sched_setaffinity(0, cores)
+            for server in servers.values():
+                server.stop()
 
 
 def wait_until_idle(servers: dict[str, ServerProcess]) -> None:
@@ -277,21 +278,12 @@ def scaling_table() -> str:
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 4:
         return shared_core_scaling_table(cores)
-    plan = ScalingPlan.for_cores(cores)
+    plan = Placement.for_cores(cores)
     counts = plan.worker_counts()
     results: dict[str, dict[int, float]] = {"echo": {}, "gevent floor": {}}
     for count in counts:
-        started = {name: _processes(name, count) for name in results}
-        servers = {name: server for name, (server, _) in started.items()}
-        for server in servers.values():
-            server.start()
-        try:
-            plan.pin(servers, {name: expected for name, (_, expected) in started.items()})
-            runs = interleaved(targets_of(servers), {"handshakes": plan.handshakes})["handshakes"]
-        finally:
-            os.sched_setaffinity(0, set(cores))
-            for server in servers.values():
-                server.stop()
+        with plan.serving({name: _processes(name, count) for name in results}) as targets:
+            runs = interleaved(targets, {"handshakes": plan.handshakes})["handshakes"]
         for name, measured in runs.items():
             results[name][count] = statistics.median(m.server_us for m in measured)
     lines = [
@@ -316,21 +308,13 @@ def shared_core_scaling_table(cores: list[int]) -> str:
     floor with N processes and with one, all four side by side on the first
     core, the generator on the second.
     """
-    plan = ScalingPlan({cores[0]}, {cores[1]})
+    plan = Placement({cores[0]}, {cores[1]})
     handshakes = {"handshakes": lambda t: loadgen.handshakes(t, 10, SECONDS)}
     rows: dict[str, dict[int, str]] = {"echo": {}, "gevent floor": {}}
     for count in SHARED_CORE_COUNTS:
         started = {f"{name} {n}": _processes(name, n) for name in rows for n in (1, count)}
-        servers = {label: server for label, (server, _) in started.items()}
-        for server in servers.values():
-            server.start()
-        try:
-            plan.pin(servers, {label: expected for label, (_, expected) in started.items()})
-            runs = side_by_side(targets_of(servers), handshakes)["handshakes"]
-        finally:
-            os.sched_setaffinity(0, set(cores))
-            for server in servers.values():
-                server.stop()
+        with plan.serving(started) as targets:
+            runs = side_by_side(targets, handshakes)["handshakes"]
         for name in rows:
             rows[name][count] = _ratio_cell(runs[f"{name} {count}"], runs[f"{name} 1"])
     lines = [

@@ -62,10 +62,7 @@ def wait_readable(sock: PlainSocket) -> None:
 def discard(sock: PlainSocket, size: int) -> None:
     """Read and drop ``size`` bytes that have arrived (peeked before); ``EOFError`` if they end."""
     while size > 0:
-        try:
-            data = sock._sock.recv(size)  # they are there: no wait
-        except BlockingIOError:
-            data = sock.recv(size)
+        data = receive(sock, size, wait_first=False)  # they are there: no wait
         if not data:
             raise EOFError(f"the connection ended {size} bytes short")
         size -= len(data)
