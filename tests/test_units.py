@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import time
+import weakref
 import zlib
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -521,14 +522,14 @@ def test_a_full_connection_pool_tells_the_server_once_when_it_has_room():
     assert (unbounded.full(), unbounded.free_count()) == (False, 1)
 
 
-_CONNECTION_VALUE: contextvars.ContextVar[str] = contextvars.ContextVar("connection_value")
+_CONNECTION_VALUE: contextvars.ContextVar[object] = contextvars.ContextVar("connection_value")
 
 
 def test_a_connection_pool_serves_the_next_connection_in_a_greenlet_whose_connection_ended():
     """A new greenlet per connection maps and unmaps a Python data stack each time
     (pool.py): an ended one serves the next, in a context as fresh as a new greenlet's."""
     pool = ConnectionPool(4)
-    seen: list[str] = []
+    seen: list[object] = []
 
     def serve(value: str, address: object) -> None:
         seen.append(_CONNECTION_VALUE.get("unset"))
@@ -556,6 +557,29 @@ def test_a_connection_pool_keeps_a_bounded_number_of_idle_greenlets(monkeypatch)
     assert pool.join(timeout=1)
     gevent.idle()
     assert sorted(greenlet.dead for greenlet in greenlets) == [False, False, True, True, True]
+    pool.kill()
+
+
+def test_an_idle_pool_greenlet_keeps_nothing_of_the_connection_it_served():
+    """Up to IDLE_KEPT greenlets wait between connections: what they served
+    (the socket, its handler, context variables it set) is freed when it ends."""
+
+    class Socket:
+        pass
+
+    class Handler:
+        def __call__(self, sock: object, address: object) -> None:
+            _CONNECTION_VALUE.set(sock)  # as an application's context variable might
+
+    pool = ConnectionPool(4)
+    sock, handler = Socket(), Handler()
+    served = [weakref.ref(sock), weakref.ref(handler)]
+    idle = pool.spawn(handler, sock, ("127.0.0.1", 1))
+    del sock, handler
+    assert pool.join(timeout=1)
+    gevent.idle()
+    assert not idle.dead  # waiting for the next connection
+    assert [ref() for ref in served] == [None, None]
     pool.kill()
 
 

@@ -15,8 +15,9 @@ the kernel: on Python 3.11 and later each greenlet gets a data stack of its
 own for its Python frames, 16 KiB mapped when it first runs and unmapped
 when it dies (an ``mmap``, a page fault and a ``munmap`` per connection;
 bench/README.md). A greenlet whose connection has ended waits for the next
-one instead, up to ``IDLE_KEPT`` of them; each connection runs in a fresh
-``contextvars`` context, as a new greenlet would.
+one instead, up to ``IDLE_KEPT`` of them; each connection starts with no
+``contextvars`` set, as in a new greenlet, and an idle greenlet keeps
+nothing of the connection it served.
 
 A greenlet saves the C stack it has built up at every switch, so every
 message waited for copies it out and back in. A call from Python to Python
@@ -24,8 +25,8 @@ adds nothing there, but one through C (``functools.partial``,
 ``Context.run``, and ``f(*args)`` before Python 3.13) starts a new frame of
 the interpreter's loop, about 600 bytes on 3.11. A
 connection is therefore always ``handle(sock, address)``, called with its
-arguments written out, in a context set rather than entered
-(bench/README.md).
+arguments written out, in the greenlet's own context rather than one
+entered (bench/README.md).
 
 What a thread pool's threads keep between requests, these keep between
 connections: greenlet-local data (``gevent.local``, patched
@@ -34,7 +35,6 @@ connections: greenlet-local data (``gevent.local``, patched
 
 from __future__ import annotations
 
-import contextvars
 import math
 from collections.abc import Callable
 from typing import Any
@@ -93,13 +93,16 @@ class ConnectionPool(Group):
         current = getcurrent()
         handle, sock, address = handed_over.pop()
         while True:
-            current.gr_context = contextvars.Context()
             try:
                 handle(sock, address)
             finally:
                 self._discard(current)
             if len(self._idle) >= self._idle_kept:
                 return
+            # Idle, it keeps nothing of the connection it served, and the next
+            # starts with no context variables set, as in a new greenlet.
+            del handle, sock, address
+            current.gr_context = None
             handle, sock, address = self._wait_for_task(current)
 
     def _wait_for_task(self, current: Greenlet) -> _Task:
