@@ -12,7 +12,7 @@ from http import HTTPStatus
 
 import pytest
 
-from .rawws import handshake_request, http_exchange, read_response
+from .rawws import OP_TEXT, RawClient, handshake_request, http_exchange, read_response
 from .servers import TIMEOUT, wait_for
 
 HEALTH = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
@@ -54,6 +54,57 @@ def test_ambiguous_request_is_refused_400_and_the_connection_closed(server, requ
     wait_for_one_more(server, 400, before)
     request_line = request_bytes.split(b"\r\n", 1)[0].decode()
     assert f'"{request_line}" 400 ' in server.log()  # logged with what it asked for
+
+
+NO_HOST = b"an HTTP/1.1 request must have a Host header\n"
+HOSTS = b"a request must have one Host header, not several\n"
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "reason"),
+    [
+        (handshake_request(0, Host=None), NO_HOST),
+        (b"GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n", NO_HOST),
+        (handshake_request(0).replace(b"Host:", b"Host: a\r\nHost:"), HOSTS),
+        (HEALTH + b"Host: x\r\n\r\n", HOSTS),
+        (handshake_request(0, Host="a/b"), b"the Host header is not a host and port ('a/b')\n"),
+        (
+            handshake_request(0, "http://u@x/ws"),
+            b"the request target's host is not a host and port ('u@x')\n",
+        ),
+    ],
+    ids=["handshake-none", "http-none", "handshake-two", "http-two", "invalid", "target-userinfo"],
+)
+def test_a_request_without_one_valid_host_is_refused_400(server, request_bytes, reason):
+    """RFC 9112 section 3.2 tells a server to refuse it, and RFC 6455 asks a handshake
+    for a Host: a proxy in front may have read another host there than this server."""
+    before = refusals(server, 400)
+    status, headers, body = http_exchange(server.port, request_bytes)
+    assert (status, body, headers["connection"]) == (400, reason, "close")
+    wait_for_one_more(server, 400, before)
+
+
+def test_http_1_0_needs_no_host(server):
+    """HTTP/1.0 has no Host requirement: its requests are served without one."""
+    status, _, body = http_exchange(server.port, b"GET /healthz HTTP/1.0\r\n\r\n")
+    assert (status, body) == (200, b"ok\n")
+
+
+@pytest.mark.parametrize("scheme", ["http", "HTTPS"])
+def test_a_target_in_absolute_form_is_served_as_its_path(server, scheme):
+    """RFC 9112 section 3.2.2: a server accepts ``GET http://host/path`` (as clients send
+    through a forward proxy), and RFC 6455 section 4.2.1 names it for a handshake."""
+    authority = f"127.0.0.1:{server.port}"
+    with RawClient(server.port, f"{scheme}://{authority}/ws?close_after=1") as client:
+        client.send(OP_TEXT, b"hi")
+        assert client.recv_message() == (OP_TEXT, b"hi")
+        assert client.recv_close()[0] == 1000  # the query was read as the path's
+    request = f"GET {scheme}://{authority}?probe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    status, _, body = http_exchange(server.port, request.encode())
+    assert status == 200 and b"<title>WebSocket Echo" in body  # the page at /
+    nowhere = handshake_request(server.port, f"{scheme}://{authority}/nope")
+    status, _, body = http_exchange(server.port, nowhere)
+    assert (status, body) == (404, b"No WebSocket endpoint at /nope; connect to /ws\n")
 
 
 @pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "CONNECT"])

@@ -29,7 +29,9 @@ def test_logged_values_are_escaped_so_a_request_cannot_forge_a_line(server):
     """Quotes, backslashes and C1 controls (obs-text that a terminal may obey) are escaped."""
     marker = uuid.uuid4().hex
     agent = f'{marker} "quoted" back\\slash \x9b31m \x85next'
-    request = f"GET /healthz HTTP/1.1\r\nUser-Agent: {agent}\r\nConnection: close\r\n\r\n"
+    request = (
+        f"GET /healthz HTTP/1.1\r\nHost: x\r\nUser-Agent: {agent}\r\nConnection: close\r\n\r\n"
+    )
     status, _, _ = http_exchange(server.port, request.encode("latin-1"))
     assert status == 200
     line = server.log_line(marker)

@@ -20,6 +20,7 @@ from typing import BinaryIO
 import httptools
 
 from .errors import BadRequest
+from .excerpt import excerpt
 
 MAX_REQUEST_LINE = 8 * 1024  # bytes, as pywsgi's; longer gets 414
 MAX_HEAD = 64 * 1024  # bytes of request line and header lines; more gets 431
@@ -28,6 +29,10 @@ _VERSIONS = {"1.0": "HTTP/1.0", "1.1": "HTTP/1.1"}
 _INTERNED_UP_TO = 256  # characters of a value interned (on_header)
 _UNIQUE = "HTTP_SEC_WEBSOCKET_KEY"  # a value never interned: each connection's own
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 section 5.6.2
+# Host = uri-host [ ":" port ] (RFC 9112 section 3.2; RFC 3986 section 3.2.2): an IP
+# literal in brackets, or a registered name (empty when the target has no authority).
+_HOST = re.compile(r"(?:\[[0-9A-Za-z:.!$&'()*+,;=_~-]+\]|[0-9A-Za-z.!$&'()*+,;=_~%-]*)(?::[0-9]*)?")
+_ABSOLUTE = re.compile(r"https?://([^/?]*)(.*)", re.IGNORECASE | re.DOTALL)
 
 
 @dataclass(slots=True)
@@ -43,6 +48,7 @@ class RequestHead:
     content_length: int | None = None
     keep_alive: bool = False  # the client may send another request on the connection
     upgrade: bool = False  # Connection lists "upgrade" and there is an Upgrade header
+    hosts_repeated: bool = False  # more than one Host line: refused (see parse)
 
     def items(self) -> list[tuple[str, str]]:
         """The headers as sent (gunicorn's access log reads them so)."""
@@ -84,6 +90,8 @@ class _Reading:
             return
         environ = self.environ
         if key in environ:
+            if key == "HTTP_HOST":
+                self.head.hosts_repeated = True
             text = environ[key] + ("; " if key == "HTTP_COOKIE" else ",") + text
         interned = len(text) <= _INTERNED_UP_TO and key != _UNIQUE
         environ[key] = sys.intern(text) if interned else text
@@ -176,10 +184,53 @@ def parse(lines: list[bytes]) -> RequestHead:
         )
     head.method = sys.intern(parser.get_method().decode("ascii"))
     head.version = _VERSIONS[version]
+    host = head.environ.get("HTTP_HOST")
+    if host is None or head.hosts_repeated or not _HOST.fullmatch(host):
+        _check_host(head, host)
+    if head.target[:1] != "/":
+        _take_absolute_form(head)
     head.target = sys.intern(head.target)
     if head.method == "CONNECT":  # what follows would be a tunnel's, never a request
         head.keep_alive = head.upgrade = False
     return head
+
+
+def _check_host(head: RequestHead, host: str | None) -> None:
+    """Refuse what RFC 9112 section 3.2 tells a server to refuse with 400.
+
+    An HTTP/1.1 request without a Host, with two, or with one that is no
+    host: a proxy in front may have read another host there than this
+    server would, and RFC 6455 section 4.2.1 asks a handshake for a Host too.
+    HTTP/1.0 needs none.
+    """
+    if host is None:
+        if head.version == "HTTP/1.1":
+            raise BadRequest("400 Bad Request", "an HTTP/1.1 request must have a Host header")
+    elif head.hosts_repeated:
+        raise BadRequest("400 Bad Request", "a request must have one Host header, not several")
+    elif not _HOST.fullmatch(host):
+        reason = f"the Host header is not a host and port ({excerpt(repr(host))})"
+        raise BadRequest("400 Bad Request", reason)
+
+
+def _take_absolute_form(head: RequestHead) -> None:
+    """Serve ``GET http://host/ws`` as ``GET /ws`` with that host.
+
+    A server must accept a target in absolute form (RFC 9112 section 3.2.2,
+    which then takes the target's host over the Host header's), and RFC
+    6455 section 4.2.1 names an http or https URL as a handshake's target:
+    clients send one through forward proxies. Other targets are left as
+    they came, to be answered 404.
+    """
+    match = _ABSOLUTE.fullmatch(head.target)
+    if match is None:
+        return
+    host, rest = match.groups()
+    if not host or not _HOST.fullmatch(host):
+        reason = f"the request target's host is not a host and port ({excerpt(repr(host))})"
+        raise BadRequest("400 Bad Request", reason)
+    head.target = rest if rest[:1] == "/" else f"/{rest}"
+    head.environ["HTTP_HOST"] = host
 
 
 @functools.lru_cache(maxsize=256)  # requests repeat the same few names
