@@ -28,7 +28,13 @@ from gunicorn.workers.ggevent import GeventResponse
 from echo.app.settings import EchoSettings
 from echo.protocol import frames, request_head
 from echo.protocol.deflate import Deflate, Parameters
-from echo.protocol.errors import HandshakeRejected, InvalidUTF8, MessageTooBig, ProtocolError
+from echo.protocol.errors import (
+    BadRequest,
+    HandshakeRejected,
+    InvalidUTF8,
+    MessageTooBig,
+    ProtocolError,
+)
 from echo.protocol.negotiation import parse_subprotocols
 from echo.protocol.reader import Close, Message, MessageReader, Ping
 from echo.server import pool as pool_module
@@ -698,6 +704,17 @@ def test_a_heads_headers_are_what_llhttp_reports_and_repeated_ones_are_joined(
             expected[key] = expected[key] + joiner + value if key in expected else value
     assert head.environ == expected
     assert (head.method, head.target, head.version) == ("GET", "/ws?x", "HTTP/1.1")
+
+
+def test_hosts_remembered_as_valid_are_bounded_and_never_excuse_a_second_host():
+    """Valid hosts are remembered, so the usual Host costs a lookup: a client naming
+    new hosts cannot grow that, and a remembered one sent twice is still refused."""
+    for number in range(3 * request_head._HOSTS_KEPT):
+        request_head.parse([f"GET / HTTP/1.1\r\nHost: h{number}\r\n\r\n".encode()])
+    assert len(request_head._hosts_seen) <= request_head._HOSTS_KEPT
+    request_head.parse([b"GET / HTTP/1.1\r\nHost: h0\r\n\r\n"])
+    with pytest.raises(BadRequest, match="one Host header, not several"):
+        request_head.parse([b"GET / HTTP/1.1\r\nHost: h0\r\nHost: h0\r\n\r\n"])
 
 
 def test_values_are_shared_between_requests_unless_long():
