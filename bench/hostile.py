@@ -44,6 +44,7 @@ CASES: dict[str, dict[str, str]] = {
     "one 60 KB subprotocol token": {"Sec-WebSocket-Protocol": "p" * 60_000},
     f"Connection with {ITEMS:,} tokens": {"Connection": ",".join(["x"] * ITEMS + ["Upgrade"])},
     f"Upgrade with {ITEMS:,} tokens": {"Upgrade": ",".join(["x"] * ITEMS + ["websocket"])},
+    "a 60 KB Host that is not a host": {"Host": "h" * 60_000 + "/"},
     "Connection and Upgrade: 31 items of 900 spaces each": {
         "Connection": ",".join([" " * 900] * 31 + ["Upgrade"]),
         "Upgrade": ",".join([" " * 900] * 31 + ["websocket"]),

@@ -68,12 +68,21 @@ HOSTS = b"a request must have one Host header, not several\n"
         (handshake_request(0).replace(b"Host:", b"Host: a\r\nHost:"), HOSTS),
         (HEALTH + b"Host: x\r\n\r\n", HOSTS),
         (handshake_request(0, Host="a/b"), b"the Host header is not a host and port ('a/b')\n"),
+        (handshake_request(0, Host="h" * 1025), b"the Host header is over 1,024 characters\n"),
         (
             handshake_request(0, "http://u@x/ws"),
             b"the request target's host is not a host and port ('u@x')\n",
         ),
     ],
-    ids=["handshake-none", "http-none", "handshake-two", "http-two", "invalid", "target-userinfo"],
+    ids=[
+        "handshake-none",
+        "http-none",
+        "handshake-two",
+        "http-two",
+        "invalid",
+        "too-long",
+        "target-userinfo",
+    ],
 )
 def test_a_request_without_one_valid_host_is_refused_400(server, request_bytes, reason):
     """RFC 9112 section 3.2 tells a server to refuse it, and RFC 6455 asks a handshake

@@ -25,15 +25,20 @@ from .excerpt import excerpt
 MAX_REQUEST_LINE = 8 * 1024  # bytes, as pywsgi's; longer gets 414
 MAX_HEAD = 64 * 1024  # bytes of request line and header lines; more gets 431
 MAX_FIELDS = 100  # header lines; more gets 431
+MAX_HOST = 1024  # characters of a Host (a DNS name has at most 253); more gets 400
 _VERSIONS = {"1.0": "HTTP/1.0", "1.1": "HTTP/1.1"}
 _INTERNED_UP_TO = 256  # characters of a value interned (on_header)
 _UNIQUE = "HTTP_SEC_WEBSOCKET_KEY"  # a value never interned: each connection's own
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 section 5.6.2
 # Host = uri-host [ ":" port ] (RFC 9112 section 3.2; RFC 3986 section 3.2.2): an IP
 # literal in brackets, or a registered name (empty when the target has no authority).
-_HOST = re.compile(r"(?:\[[0-9A-Za-z:.!$&'()*+,;=_~-]+\]|[0-9A-Za-z.!$&'()*+,;=_~%-]*)(?::[0-9]*)?")
+# Possessive (*+, ++): a value that fails at its last character is not matched again
+# from each of its characters (a 60 KB one took 6 ms, 20 handshakes; bench/hostile.py).
+_HOST = re.compile(
+    r"(?:\[[0-9A-Za-z:.!$&'()*+,;=_~-]++\]|[0-9A-Za-z.!$&'()*+,;=_~%-]*+)(?::[0-9]*+)?+"
+)
 _HOSTS_KEPT = 64  # valid Host values remembered (each at most _INTERNED_UP_TO characters)
-_ABSOLUTE = re.compile(r"https?://([^/?]*)(.*)", re.IGNORECASE | re.DOTALL)
+_ABSOLUTE = re.compile(r"https?://([^/?]*+)(.*)", re.IGNORECASE | re.DOTALL)
 
 
 @dataclass(slots=True)
@@ -209,6 +214,8 @@ def _check_host(head: RequestHead, host: str | None) -> None:
             raise BadRequest("400 Bad Request", "an HTTP/1.1 request must have a Host header")
     elif head.hosts_repeated:
         raise BadRequest("400 Bad Request", "a request must have one Host header, not several")
+    elif len(host) > MAX_HOST:  # no name is this long: refused before it is matched
+        raise BadRequest("400 Bad Request", f"the Host header is over {MAX_HOST:,} characters")
     elif not _HOST.fullmatch(host):
         reason = f"the Host header is not a host and port ({excerpt(repr(host))})"
         raise BadRequest("400 Bad Request", reason)
