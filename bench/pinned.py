@@ -147,6 +147,13 @@ def _ratio_cell(measured: list[Measured], reference: list[Measured]) -> str:
     return f"{statistics.median(ratios):.3f} ({min(ratios):.2f} to {max(ratios):.2f})"
 
 
+def _table(corner: str, columns: list[str], rows: dict[str, list[str]]) -> str:
+    """A Markdown table: ``corner`` and ``columns`` as its head, then a row per name."""
+    lines = [f"| {corner} | {' | '.join(columns)} |", f"| --- |{' ---: |' * len(columns)}"]
+    lines += [f"| {name} | {' | '.join(cells)} |" for name, cells in rows.items()]
+    return "\n".join(lines)
+
+
 def _revision(checkout: Path) -> str:
     """The checkout's commit, to name its column; "before" if it is not a git checkout."""
     found = subprocess.run(
@@ -176,25 +183,19 @@ def pinned_table(before: Path | None) -> str:
         runs = interleaved(targets, in_turn)
         together = side_by_side(targets, PINNED_WORKLOADS)
     names = list(started)
-    lines = [
-        f"| Server CPU, pinned, in turn | {' | '.join(names)} | echo / aiohttp |",
-        f"| --- |{' ---: |' * len(names)} ---: |",
-    ]
+    in_turn_rows = {}
     for workload, by_server in runs.items():
         cells = {name: _cell(measured) for name, measured in by_server.items()}
         ratio = cells["echo"][0] / cells["aiohttp"][0]
-        row = " | ".join(cells[name][1] for name in names)
-        lines.append(f"| {workload} | {row} | {ratio:.2f} |")
+        in_turn_rows[workload] = [*(cells[name][1] for name in names), f"{ratio:.2f}"]
     others = [name for name in names if name != "echo"]
-    lines += [
-        "",
-        f"| Side by side: echo / each, per run (median, range) | {' | '.join(others)} |",
-        f"| --- |{' ---: |' * len(others)}",
-    ]
-    for workload, by_server in together.items():
-        row = " | ".join(_ratio_cell(by_server["echo"], by_server[name]) for name in others)
-        lines.append(f"| {workload} | {row} |")
-    return "\n".join(lines)
+    side_rows = {
+        workload: [_ratio_cell(by_server["echo"], by_server[name]) for name in others]
+        for workload, by_server in together.items()
+    }
+    turn_table = _table("Server CPU, pinned, in turn", [*names, "echo / aiohttp"], in_turn_rows)
+    side_table = _table("Side by side: echo / each, per run (median, range)", others, side_rows)
+    return f"{turn_table}\n\n{side_table}"
 
 
 @dataclass(frozen=True)
@@ -286,17 +287,12 @@ def scaling_table() -> str:
             runs = interleaved(targets, {"handshakes": plan.handshakes})["handshakes"]
         for name, measured in runs.items():
             results[name][count] = statistics.median(m.server_us for m in measured)
-    lines = [
-        "| CPU per handshake, µs (rise over 1) | "
-        + " | ".join(f"{c} processes" for c in counts)
-        + " |",
-        f"| --- |{' ---: |' * len(counts)}",
-    ]
-    for name, by_count in results.items():
-        one = by_count[1]
-        cells = " | ".join(f"{by_count[c]:.0f} ({by_count[c] / one:.2f}x)" for c in counts)
-        lines.append(f"| {name} | {cells} |")
-    return "\n".join(lines)
+    columns = [f"{count} processes" for count in counts]
+    rows = {
+        name: [f"{by_count[c]:.0f} ({by_count[c] / by_count[1]:.2f}x)" for c in counts]
+        for name, by_count in results.items()
+    }
+    return _table("CPU per handshake, µs (rise over 1)", columns, rows)
 
 
 def shared_core_scaling_table(cores: list[int]) -> str:
@@ -310,22 +306,15 @@ def shared_core_scaling_table(cores: list[int]) -> str:
     """
     plan = Placement({cores[0]}, {cores[1]})
     handshakes = {"handshakes": lambda t: loadgen.handshakes(t, 10, SECONDS)}
-    rows: dict[str, dict[int, str]] = {"echo": {}, "gevent floor": {}}
+    rows: dict[str, list[str]] = {"echo": [], "gevent floor": []}  # a cell per count
     for count in SHARED_CORE_COUNTS:
         started = {f"{name} {n}": _processes(name, n) for name in rows for n in (1, count)}
         with plan.serving(started) as targets:
             runs = side_by_side(targets, handshakes)["handshakes"]
-        for name in rows:
-            rows[name][count] = _ratio_cell(runs[f"{name} {count}"], runs[f"{name} 1"])
-    lines = [
-        "| CPU per handshake, N processes over 1, all on one core, side by side | "
-        + " | ".join(f"{c} processes" for c in SHARED_CORE_COUNTS)
-        + " |",
-        f"| --- |{' ---: |' * len(SHARED_CORE_COUNTS)}",
-    ]
-    for name, by_count in rows.items():
-        lines.append(f"| {name} | {' | '.join(by_count[c] for c in SHARED_CORE_COUNTS)} |")
-    return "\n".join(lines)
+        for name, cells in rows.items():
+            cells.append(_ratio_cell(runs[f"{name} {count}"], runs[f"{name} 1"]))
+    corner = "CPU per handshake, N processes over 1, all on one core, side by side"
+    return _table(corner, [f"{count} processes" for count in SHARED_CORE_COUNTS], rows)
 
 
 def main() -> int:
