@@ -73,6 +73,7 @@ HOSTS = b"a request must have one Host header, not several\n"
             handshake_request(0, "http://u@x/ws"),
             b"the request target's host is not a host and port ('u@x')\n",
         ),
+        (handshake_request(0, "http:///ws"), b"the request target's host is empty\n"),
     ],
     ids=[
         "handshake-none",
@@ -82,6 +83,7 @@ HOSTS = b"a request must have one Host header, not several\n"
         "invalid",
         "too-long",
         "target-userinfo",
+        "target-empty",
     ],
 )
 def test_a_request_without_one_valid_host_is_refused_400(server, request_bytes, reason):

@@ -214,13 +214,19 @@ def _check_host(head: RequestHead, host: str | None) -> None:
             raise BadRequest("400 Bad Request", "an HTTP/1.1 request must have a Host header")
     elif head.hosts_repeated:
         raise BadRequest("400 Bad Request", "a request must have one Host header, not several")
-    elif len(host) > MAX_HOST:  # no name is this long: refused before it is matched
-        raise BadRequest("400 Bad Request", f"the Host header is over {MAX_HOST:,} characters")
-    elif not _HOST.fullmatch(host):
-        reason = f"the Host header is not a host and port ({excerpt(repr(host))})"
+    else:
+        _refuse_unless_host(host, "the Host header")
+        if len(_hosts_seen) < _HOSTS_KEPT and len(host) <= _INTERNED_UP_TO:
+            _hosts_seen.add(host)
+
+
+def _refuse_unless_host(value: str, where: str) -> None:
+    """A 400 unless ``value`` is a host and optional port; ``where`` names it in the reason."""
+    if len(value) > MAX_HOST:  # no name is this long: refused before it is matched
+        raise BadRequest("400 Bad Request", f"{where} is over {MAX_HOST:,} characters")
+    if not _HOST.fullmatch(value):
+        reason = f"{where} is not a host and port ({excerpt(repr(value))})"
         raise BadRequest("400 Bad Request", reason)
-    elif len(_hosts_seen) < _HOSTS_KEPT and len(host) <= _INTERNED_UP_TO:
-        _hosts_seen.add(host)
 
 
 # Hosts found valid: the next request naming one costs a lookup (matching _HOST
@@ -242,9 +248,9 @@ def _take_absolute_form(head: RequestHead) -> None:
     if match is None:
         return
     host, rest = match.groups()
-    if not host or not _HOST.fullmatch(host):
-        reason = f"the request target's host is not a host and port ({excerpt(repr(host))})"
-        raise BadRequest("400 Bad Request", reason)
+    if not host:  # an http URL names one (RFC 9110 section 4.2.1)
+        raise BadRequest("400 Bad Request", "the request target's host is empty")
+    _refuse_unless_host(host, "the request target's host")
     head.target = rest if rest[:1] == "/" else f"/{rest}"
     head.environ["HTTP_HOST"] = host
 
