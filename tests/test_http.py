@@ -110,6 +110,8 @@ def test_a_target_in_absolute_form_is_served_as_its_path(server, scheme):
         client.send(OP_TEXT, b"hi")
         assert client.recv_message() == (OP_TEXT, b"hi")
         assert client.recv_close()[0] == 1000  # the query was read as the path's
+    as_sent = f'"GET {scheme}://{authority}/ws?close_after=1 HTTP/1.1" 101 '
+    wait_for(lambda: as_sent in server.log(), what="its session line, with the target as sent")
     request = f"GET {scheme}://{authority}?probe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     status, _, body = http_exchange(server.port, request.encode())
     assert status == 200 and b"<title>WebSocket Echo" in body  # the page at /

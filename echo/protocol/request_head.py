@@ -46,7 +46,8 @@ class RequestHead:
     """What a request's head says; names and values decoded as Latin-1, as WSGI wants."""
 
     method: str = ""
-    target: str = ""
+    target: str = ""  # as sent: the access log's request line
+    path: str = ""  # the target's path and query, the target in absolute form without its host
     version: str = ""  # "HTTP/1.1"
     fields: list[tuple[str, str]] = field(default_factory=list)
     # The headers as WSGI environ entries (HTTP_*, CONTENT_TYPE, CONTENT_LENGTH): see on_header.
@@ -193,9 +194,9 @@ def parse(lines: list[bytes]) -> RequestHead:
     host = head.environ.get("HTTP_HOST")
     if host not in _hosts_seen or head.hosts_repeated:
         _check_host(head, host)
+    head.target = head.path = sys.intern(head.target)
     if head.target[:1] != "/":
         _take_absolute_form(head)
-    head.target = sys.intern(head.target)
     if head.method == "CONNECT":  # what follows would be a tunnel's, never a request
         head.keep_alive = head.upgrade = False
     return head
@@ -251,7 +252,7 @@ def _take_absolute_form(head: RequestHead) -> None:
     if not host:  # an http URL names one (RFC 9110 section 4.2.1)
         raise BadRequest("400 Bad Request", "the request target's host is empty")
     _refuse_unless_host(host, "the request target's host")
-    head.target = rest if rest[:1] == "/" else f"/{rest}"
+    head.path = rest if rest[:1] == "/" else f"/{rest}"
     head.environ["HTTP_HOST"] = host
 
 

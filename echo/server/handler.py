@@ -239,7 +239,7 @@ class UpgradeHandler(WebSocketHandler):
         """The WSGI environ of the parsed head (pywsgi's would read ``email`` headers)."""
         head = self._head
         environ = self.server.get_environ()
-        path, _, query = head.target.partition("?")
+        path, _, query = head.path.partition("?")
         environ.update(head.environ)
         environ["REQUEST_METHOD"] = head.method
         environ["SCRIPT_NAME"] = ""
