@@ -45,13 +45,13 @@ conformance: $(VENV)/.dev
 soak: $(VENV)/.dev
 	$(BIN)/python -m bench.soak
 
-# This server against python websockets and a raw TCP echo; bench/results.md.
+# This server against python websockets and a raw TCP echo; reports/bench/results.md.
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench.run
 
 # Server CPU per handshake and per round trip with the server alone on a core
 # (against aiohttp, picows and the gevent floor), then CPU per handshake over
-# 1, 2, 4, ... workers; bench/pinned.md. BEFORE=DIR adds another checkout.
+# 1, 2, 4, ... workers; reports/bench/pinned.md. BEFORE=DIR adds another checkout.
 bench-pinned: $(VENV)/.dev
 	$(BIN)/python -m bench.pinned $(if $(BEFORE),--before $(BEFORE))
 

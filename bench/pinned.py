@@ -28,7 +28,11 @@ fewer, 2, 4 and 8 processes are each compared with one on a single core,
 side by side (``shared_core_scaling_table``): what sharing a listening
 socket adds to a handshake, without the parallel part.
 
-    .venv/bin/python -m bench.pinned [--before DIR]    # about 5 minutes; also bench/pinned.md
+The run's tables go to stdout and reports/bench/pinned.md, which git ignores;
+bench/pinned.md is the committed run the READMEs quote: copy a run over it to
+change the reference.
+
+    .venv/bin/python -m bench.pinned [--before DIR]    # about 5 minutes
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from pathlib import Path
 
 import uvloop
 
-from tests.servers import GUNICORN, ServerProcess, children, remove_scratch, wait_for
+from tests.servers import GUNICORN, ROOT, ServerProcess, children, remove_scratch, wait_for
 
 from . import loadgen, split
 from .loadgen import Measured, Target
@@ -62,7 +66,7 @@ IDLE_SPELL, IDLE_CPU = 0.5, 0.02
 # Processes compared with one on a machine of fewer than four cores (shared_core_scaling_table).
 SHARED_CORE_COUNTS = (2, 4, 8)
 SERVER_CORE, GENERATOR_CORE = 0, 1
-RESULTS = Path(__file__).with_name("pinned.md")
+RESULTS = ROOT / "reports" / "bench" / "pinned.md"
 GUNICORN_ARGS = ["--worker-connections", "2000"]
 
 PINNED_WORKLOADS: dict[str, Callable[[Target], Awaitable[Measured]]] = {
@@ -330,11 +334,13 @@ def main() -> int:
     print("Scaling:", flush=True)
     scaling = scaling_table()
     print(scaling)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         f"# Pinned A/B and scaling ({date.today()}, {os.cpu_count()} cores)\n\n"
         f"Written by `make bench-pinned`; see bench/README.md for the method.\n\n"
         f"{pinned}\n\n{scaling}\n"
     )
+    print(f"tables: {RESULTS.relative_to(ROOT)}")
     remove_scratch()
     return 0
 

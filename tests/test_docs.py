@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 import runpy
+import subprocess
 from dataclasses import fields
 
 import pytest
@@ -68,3 +69,24 @@ def test_markdown_renders_every_table_and_links_to_files_that_exist(path):
     local = [target.split("#")[0] for target in targets if "://" not in target]
     missing = [target for target in local if target and not (path.parent / target).exists()]
     assert missing == []
+
+
+def test_make_targets_write_their_runs_where_git_does_not_see_them():
+    """A clone stays clean after `make conformance`, `make bench` and `make bench-pinned`.
+
+    The committed summary and tables are the references the READMEs quote;
+    a run of one's own must not overwrite them.
+    """
+    from bench.pinned import RESULTS as PINNED
+    from bench.run import RESULTS as BENCH
+    from conformance.run import SUMMARY
+
+    written = [SUMMARY, BENCH, PINNED]
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", *map(str, written)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    assert sorted(ignored) == sorted(map(str, written))
