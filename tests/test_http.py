@@ -120,6 +120,18 @@ def test_a_target_in_absolute_form_is_served_as_its_path(server, scheme):
     assert (status, body) == (404, b"No WebSocket endpoint at /nope; connect to /ws\n")
 
 
+@pytest.mark.parametrize("target", ["/ws#x", "/ws?close_after=1#x", "http://h/ws#"])
+def test_a_target_with_a_fragment_is_refused_400(server, target):
+    """No request target has a fragment (RFC 9112 section 3.2), and RFC 6455 section 3 says
+    a WebSocket URI must not: a client that sends one is told so, not sent a 404 or a
+    test-mode refusal for a query it did not mean."""
+    before = refusals(server, 400)
+    status, headers, body = http_exchange(server.port, handshake_request(server.port, target))
+    reason = b"the request target must not have a fragment ('#')\n"
+    assert (status, body, headers["connection"]) == (400, reason, "close")
+    wait_for_one_more(server, 400, before)
+
+
 @pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "CONNECT"])
 def test_other_methods_to_ws_get_405_with_a_one_line_reason(server, method):
     request = f"{method} /ws HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()

@@ -195,6 +195,8 @@ def parse(lines: list[bytes]) -> RequestHead:
     if host not in _hosts_seen or head.hosts_repeated:
         _check_host(head, host)
     head.target = head.path = sys.intern(head.target)
+    if "#" in head.target:  # no target has one (RFC 9112 section 3.2; RFC 6455 section 3)
+        raise BadRequest("400 Bad Request", "the request target must not have a fragment ('#')")
     if head.target[:1] != "/":
         _take_absolute_form(head)
     if head.method == "CONNECT":  # what follows would be a tunnel's, never a request
