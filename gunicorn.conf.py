@@ -115,7 +115,7 @@ def post_fork(server, worker):
 
 
 def child_exit(server, worker):
-    """A dead worker's open-connection count must leave the sum."""
-    from prometheus_client import multiprocess
+    """A dead worker's open connections leave the sum; its counts go to one archive."""
+    from echo.server.metric_files import retire_worker
 
-    multiprocess.mark_process_dead(worker.pid)
+    retire_worker(os.environ["PROMETHEUS_MULTIPROC_DIR"], worker.pid)

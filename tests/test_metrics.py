@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import urllib.error
 import urllib.request
 
@@ -119,3 +121,30 @@ def test_metrics_can_be_turned_off(gunicorn_server):
     with pytest.raises(urllib.error.HTTPError) as error:
         urllib.request.urlopen(f"{server.http_url}/metrics")
     assert error.value.code == 404
+
+
+def test_a_dead_workers_counts_stay_and_its_files_are_folded_into_one_archive(tmp_path):
+    """Every worker ever started would otherwise cost each scrape its files (28 ms a
+    scrape after 200 restarts, and growing); the master folds them on the way out."""
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    with ServerProcess(GUNICORN, env) as server:
+        dead = []
+        for restart in range(1, 4):
+            with connect(server.ws_url) as ws:
+                ws.send("x")
+                ws.recv()
+            dead.append(server.worker_pid())
+            os.kill(dead[-1], signal.SIGTERM)  # gunicorn starts another
+            wait_for(lambda: server.worker_pids() not in ([], dead[-1:]), what="a new worker")
+            wait_for(
+                lambda: not any(str(pid) in f.name for f in tmp_path.iterdir() for pid in dead),
+                what="the dead workers' files folded",
+            )
+            sums = server.metrics()
+            assert sums[("echo_handshakes_total", (("reason", "ok"), ("result", "accepted")))] == (
+                restart
+            )
+            assert sums[("echo_messages_total", (("direction", "in"),))] == restart
+        assert {"counter_archive.db", "histogram_archive.db"} <= {
+            f.name for f in tmp_path.iterdir()
+        }

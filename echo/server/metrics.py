@@ -34,6 +34,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+from . import metric_files
 from .connection import ServerConnection
 
 OPEN_CONNECTIONS = Gauge(
@@ -124,12 +125,13 @@ BATCH = Batch()
 def render() -> tuple[bytes, str]:
     """The exposition text (summed over workers in multiprocess mode) and its content type."""
     BATCH.flush()
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    else:
-        registry = REGISTRY
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory is None:
+        return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, directory)
+    with metric_files.reading(directory):
+        return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 def handshake_rejected(reason: str) -> None:
