@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -69,10 +70,42 @@ def test_reload_closes_old_connections_1001_and_keeps_serving():
     with ServerProcess(GUNICORN) as server:
         old_worker = server.worker_pid()
         assert_echoed_then_1001(signal_with_clients_mid_conversation(server, signal.SIGHUP))
-        wait_for(lambda: server.worker_pids() not in ([], [old_worker]), what="a new worker")
+        # Until it exits, the old worker may take a connection only to close it with 1001.
+        wait_for(
+            lambda: server.worker_pids() and old_worker not in server.worker_pids(),
+            what="the old worker gone and a new one serving",
+        )
         with connect(server.ws_url) as ws:
             ws.send("after reload")
             assert ws.recv() == "after reload"
+
+
+def test_max_requests_restarts_the_worker_as_a_reload_does():
+    """gunicorn's ``max_requests`` (a handshake is a request; it did nothing before): at
+    the limit the worker's WebSockets close with 1001, the one that reached it included,
+    well before ``graceful_timeout``, and a new worker serves."""
+    args = "--max-requests 3 --graceful-timeout 60"
+    # Ready once it accepts: a health check would be a request too.
+    server = ServerProcess(GUNICORN, {"GUNICORN_CMD_ARGS": args}, health_path=None)
+    with server, contextlib.ExitStack() as clients:
+        first, second = (clients.enter_context(connect(server.ws_url)) for _ in range(2))
+        for ws in (first, second):
+            ws.send("before")
+            assert ws.recv(timeout=TIMEOUT) == "before"
+        old_worker = server.worker_pid()
+        third = clients.enter_context(connect(server.ws_url))  # the third request
+        for ws in (first, second, third):
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=TIMEOUT)
+            assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+                1001,
+                "server shutting down",
+            )
+        wait_for(lambda: server.worker_pids() not in ([], [old_worker]), what="a new worker")
+        with connect(server.ws_url) as ws:
+            ws.send("after")
+            assert ws.recv(timeout=TIMEOUT) == "after"
+        assert "Autorestarting worker after 3 requests (max_requests)" in server.log()
 
 
 def test_quick_shutdown_still_sends_1001():

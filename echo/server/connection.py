@@ -72,6 +72,9 @@ class ServerConnection(WebSocket):
 
     # This process's open connections, so shutdown can close every one.
     _open: ClassVar[weakref.WeakSet[ServerConnection]] = weakref.WeakSet()
+    # Once the process is stopping (go_away_all), the code and reason a
+    # connection opened since is closed with as soon as it is idle.
+    _going_away: ClassVar[tuple[int, str] | None] = None
 
     def __init__(
         self, sock: Any, settings: Settings, agreement: Agreement = NOTHING, params: Any = None
@@ -121,7 +124,13 @@ class ServerConnection(WebSocket):
 
     @classmethod
     def go_away_all(cls, code: int = 1001, reason: str = "server shutting down") -> None:
-        """Close every open connection of this process once each is idle (see ``go_away``)."""
+        """Close every connection of this process once each is idle (see ``go_away``).
+
+        Those opened from now on too: a handshake already read when the
+        process began to stop is answered, then closed the same way, not
+        held until ``graceful_timeout``.
+        """
+        cls._going_away = (code, reason)
         for ws in list(cls._open):
             ws.go_away(code, reason)
 
@@ -154,6 +163,9 @@ class ServerConnection(WebSocket):
             send_all(self._socket, response)
         except OSError:
             self._lost(by="client")  # no error, no traceback
+            return
+        if self._going_away is not None:
+            self.go_away(*self._going_away)
 
     def when_closed(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` once the connection is closed and its close code final."""

@@ -1,5 +1,7 @@
 """The gunicorn worker: gevent-websocket's, with ``UpgradeHandler`` and gunicorn's logging."""
 
+from __future__ import annotations
+
 import functools
 import ipaddress
 import logging
@@ -32,11 +34,14 @@ class GunicornHandler(PyWSGIHandler, UpgradeHandler):
     """
 
     def get_environ(self) -> dict[str, Any]:
-        """Honour X-Forwarded-For/-Proto from a proxy in gunicorn's ``forwarded_allow_ips``.
+        """Count the request, and honour X-Forwarded-For/-Proto from a proxy in
+        gunicorn's ``forwarded_allow_ips``.
 
         gunicorn applies that setting in its own HTTP parser, which this
-        pywsgi-based worker does not use.
+        pywsgi-based worker does not use. Every request comes here once,
+        a handshake served without pywsgi included.
         """
+        self.server.worker.request_started()
         environ = super().get_environ()
         cfg = self.server.gunicorn_log.cfg
         if not _trusted(environ.get("REMOTE_ADDR", ""), cfg):
@@ -124,9 +129,10 @@ class GunicornServer(WebSocketServer):
     raised and caught, and then its ``__getattr__``: three a handshake.
     """
 
-    def __init__(self, *args: Any, log: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, log: Any, worker: WebSocketWorker, **kwargs: Any) -> None:
         super().__init__(*args, log=log, **kwargs)
         self.gunicorn_log = log
+        self.worker = worker
 
 
 class WebSocketWorker(GeventWebSocketWorker):
@@ -137,10 +143,31 @@ class WebSocketWorker(GeventWebSocketWorker):
     instead of the stock worker's dropped connection (1006) at graceful_timeout.
     """
 
-    server_class = GunicornServer
     wsgi_handler = GunicornHandler
 
+    def server_class(self, *args: Any, **kwargs: Any) -> GunicornServer:
+        """gunicorn makes each listener's server with ``self.server_class(...)``: each
+        server knows its worker, which counts requests for ``max_requests``, and the
+        worker its servers, to stop them accepting at once."""
+        server = GunicornServer(*args, worker=self, **kwargs)
+        self._servers.append(server)
+        return server
+
+    def request_started(self) -> None:
+        """Count a request (a handshake is one) toward gunicorn's ``max_requests``.
+
+        At the limit the worker stops as a reload stops it: it accepts no
+        more, its WebSockets close with 1001 once idle, and gunicorn's master
+        starts another. gunicorn's own gevent worker counts in a code path
+        this one does not take, so the setting did nothing.
+        """
+        self.nr += 1
+        if self.nr == self.max_requests:
+            self.log.info("Autorestarting worker after %d requests (max_requests)", self.nr)
+            self._stop()
+
     def init_process(self) -> None:
+        self._servers: list[GunicornServer] = []
         memory.tune_process()
         # The echo.* loggers write to gunicorn's error log, at its level.
         logger = logging.getLogger("echo")
@@ -150,7 +177,18 @@ class WebSocketWorker(GeventWebSocketWorker):
         super().init_process()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        super().handle_exit(sig, frame)
+        self._stop()
+
+    def _stop(self) -> None:
+        """Stop gracefully: accept nothing more, and close each WebSocket with 1001 once idle.
+
+        gunicorn's loop would close the listeners within a second (its second
+        close does nothing); meanwhile this worker would take connections
+        only to close them, where another worker, or the next, can serve them.
+        """
+        self.alive = False
+        for server in self._servers:
+            server.close()
         ServerConnection.go_away_all()
 
     _quitting = False  # a quick stop has begun
