@@ -101,9 +101,11 @@ raw_env = websocket.to_env()
 
 
 def on_starting(server):
-    """A certificate that cannot be used stops the start in one line, not a traceback."""
-    from echo.server.worker import check_certificate
+    """A certificate that cannot be used stops the start in one line, not a traceback;
+    gunicorn settings this worker does not apply are said at once."""
+    from echo.server.worker import check_certificate, check_gunicorn_settings
 
+    check_gunicorn_settings(server.cfg, server.log)
     check_certificate(server.cfg)
 
 

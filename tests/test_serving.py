@@ -49,6 +49,12 @@ CERTIFICATE = (
     " No such file or directory",
 )
 
+PROXY_PROTOCOL = (
+    {"GUNICORN_CMD_ARGS": "--proxy-protocol v1"},
+    "--proxy-protocol v1 is not supported by this worker;"
+    " have the proxy send X-Forwarded-For (forwarded_allow_ips) instead",
+)
+
 
 @pytest.mark.parametrize(
     ("command", "bad"),
@@ -59,6 +65,7 @@ CERTIFICATE = (
             for name, bad in BAD_STARTS.items()
         ),
         pytest.param(GUNICORN, CERTIFICATE, id="gunicorn-certificate"),
+        pytest.param(GUNICORN, PROXY_PROTOCOL, id="gunicorn-proxy-protocol"),
     ],
 )
 def test_bad_start_is_one_line_naming_the_setting_and_leaves_no_files(command, bad):
@@ -69,6 +76,23 @@ def test_bad_start_is_one_line_naming_the_setting_and_leaves_no_files(command, b
     assert line.endswith(message), line
     assert all(" [INFO] Starting gunicorn " in extra for extra in gunicorn_lines), gunicorn_lines
     assert [path.name for path in server.log_path.parent.iterdir()] == ["server.log"]
+
+
+def test_gunicorn_parser_settings_this_worker_does_not_apply_are_said_at_start():
+    """gunicorn's request limits belong to its own HTTP parser, which this worker
+    replaces: a user who sets one is told what bounds requests instead."""
+    args = "--limit-request-line 100 --keep-alive 5"
+    with ServerProcess(GUNICORN, {"GUNICORN_CMD_ARGS": args}) as server:
+        with connect(f"{server.ws_url}?{'x' * 200}") as ws:  # a line over 100 bytes
+            ws.send("still served")
+            assert ws.recv() == "still served"
+        warnings = [line for line in server.log().splitlines() if "[WARNING]" in line]
+    assert [line.split("[WARNING] ", 1)[1] for line in warnings] == [
+        "limit_request_line = 100 is not applied by this worker:"
+        " a request line is bounded at 8 KiB (414)",
+        "keepalive = 5 is not applied by this worker:"
+        " an idle kept-alive connection is closed after ECHO_READ_TIMEOUT",
+    ]
 
 
 @pytest.mark.parametrize("command", [GUNICORN, DEV_SERVER], ids=["gunicorn", "dev-server"])

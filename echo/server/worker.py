@@ -246,6 +246,40 @@ def stop_early_if_asked(arbiter: Any) -> None:
             os._exit(0)
 
 
+# gunicorn settings that only gunicorn's own HTTP parser applies, which this
+# worker does not use, and what bounds the same thing here.
+_PARSER_SETTINGS = {
+    "limit_request_line": "a request line is bounded at 8 KiB (414)",
+    "limit_request_fields": "a request has at most 100 header lines (431)",
+    "limit_request_field_size": "a request's head is bounded at 64 KiB (431)",
+    "keepalive": "an idle kept-alive connection is closed after ECHO_READ_TIMEOUT",
+    "permit_obsolete_folding": "obs-fold is refused (400), as proxies may read it otherwise",
+    "strip_header_spaces": "a space before a header's colon is refused (400)",
+    "permit_unconventional_http_method": "a method is a token; unknown ones get 501",
+    "casefold_http_method": "methods are case-sensitive (RFC 9110)",
+    "header_map": "a header name with an underscore is dropped",
+}
+
+
+def check_gunicorn_settings(cfg: Any, log: Any) -> None:
+    """Say at start which gunicorn settings this worker does not apply.
+
+    They belong to gunicorn's HTTP parser, which this worker replaces with a
+    strict one (docs/refusals.md): each changed from its default is a
+    WARNING saying what applies instead. A PROXY protocol header would be
+    read as a malformed request, every request refused: that stops the start.
+    """
+    if cfg.proxy_protocol != "off":
+        raise SystemExit(
+            f"gunicorn.conf.py: --proxy-protocol {cfg.proxy_protocol} is not supported by this"
+            " worker; have the proxy send X-Forwarded-For (forwarded_allow_ips) instead"
+        )
+    for name, instead in _PARSER_SETTINGS.items():
+        setting = cfg.settings[name]
+        if setting.value != setting.default:
+            log.warning("%s = %r is not applied by this worker: %s", name, setting.value, instead)
+
+
 def check_certificate(cfg: Any) -> None:
     """Load gunicorn's ``certfile`` and ``keyfile`` as its workers will; one line if they fail.
 
