@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
+import struct
 import time
 
 import pytest
@@ -13,6 +15,7 @@ from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from .rawws import OP_CLOSE, close_payload, encode_frame, handshake_request
 from .servers import DEV_SERVER, GUNICORN, TIMEOUT, ServerProcess, wait_for
 
 CLIENTS, MESSAGES = 20, 20
@@ -106,6 +109,37 @@ def test_max_requests_restarts_the_worker_as_a_reload_does():
             ws.send("after")
             assert ws.recv(timeout=TIMEOUT) == "after"
         assert "Autorestarting worker after 3 requests (max_requests)" in server.log()
+
+
+def test_connections_accepted_with_the_request_that_stops_a_worker_are_answered():
+    """A worker accepts what has arrived in one pass; when one of those requests stops
+    it (here ``max_requests`` 1), the others are served all the same, each a 101 and
+    then 1001. gevent's close forgot how to serve them: each was dropped unanswered,
+    with a traceback."""
+    args = "--max-requests 1 --graceful-timeout 60"
+    server = ServerProcess(GUNICORN, {"GUNICORN_CMD_ARGS": args}, health_path=None)
+    with server, contextlib.ExitStack() as clients:
+        wait_for(lambda: len(server.worker_pids()) == 1, what="the worker")
+        worker = server.worker_pid()
+        os.kill(worker, signal.SIGSTOP)  # the connections arrive while it cannot accept
+        try:
+            socks = []
+            for _ in range(20):
+                sock = clients.enter_context(socket.create_connection(("127.0.0.1", server.port)))
+                sock.settimeout(TIMEOUT)
+                sock.sendall(handshake_request(server.port))
+                socks.append(sock)
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        for sock in socks:
+            response = clients.enter_context(sock.makefile("rb"))
+            assert response.readline().startswith(b"HTTP/1.1 101 ")
+            while response.readline() != b"\r\n":
+                pass
+            head = response.read(2)
+            assert (head[0], struct.unpack("!H", response.read(head[1])[:2])) == (0x88, (1001,))
+            sock.sendall(encode_frame(OP_CLOSE, close_payload(1001)))
+        assert "Traceback" not in server.log()
 
 
 def test_quick_shutdown_still_sends_1001():

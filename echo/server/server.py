@@ -154,6 +154,13 @@ class WebSocketServer(WSGIServer):
             error.strerror, resource.getrlimit(resource.RLIMIT_NOFILE)[0], in_use
         )
 
+    def init_socket(self) -> None:
+        super().init_socket()
+        # What serves a connection (handle, or wrap_socket_and_handle with TLS),
+        # kept here: gevent's close() forgets its own _handle, and connections
+        # accepted before the close still start after it.
+        self._serve = self._handle
+
     def start(self) -> None:
         super().start()
         self._trimmer.start()
@@ -177,7 +184,7 @@ class WebSocketServer(WSGIServer):
 
     def _handle_and_close(self, sock: Any, address: Any) -> None:
         try:
-            self._handle(sock, address)  # handle, or wrap_socket_and_handle with TLS
+            self._serve(sock, address)
         finally:
             self.do_close(sock, address)
 
