@@ -111,13 +111,22 @@ def test_max_requests_restarts_the_worker_as_a_reload_does():
         assert "Autorestarting worker after 3 requests (max_requests)" in server.log()
 
 
-def test_connections_accepted_with_the_request_that_stops_a_worker_are_answered():
-    """A worker accepts what has arrived in one pass; when one of those requests stops
-    it (here ``max_requests`` 1), the others are served all the same, each a 101 and
-    then 1001. gevent's close forgot how to serve them: each was dropped unanswered,
-    with a traceback."""
-    args = "--max-requests 1 --graceful-timeout 60"
-    server = ServerProcess(GUNICORN, {"GUNICORN_CMD_ARGS": args}, health_path=None)
+@pytest.mark.parametrize("stop", ["max_requests", "sigterm"])
+def test_connections_that_arrive_as_a_worker_stops_are_answered(stop):
+    """A worker accepts what has arrived in one pass. When one of those requests stops
+    it (``max_requests`` 1), the others are served all the same, each a 101 and then
+    1001: gevent's close forgot how to serve them, and each was dropped unanswered, with
+    a traceback. SIGTERM as they arrive: the listener closes at once, and what it had
+    not accepted is served by the next worker.
+
+    (A SIGTERM handled in the middle of a pass closed the listener under it, a
+    traceback; the handler now leaves the close to the event loop. That moment cannot
+    be chosen from outside: a storm of reloads found it, one reload in five.)
+    """
+    args = "--max-requests 1" if stop == "max_requests" else ""
+    server = ServerProcess(
+        GUNICORN, {"GUNICORN_CMD_ARGS": f"{args} --graceful-timeout 60"}, health_path=None
+    )
     with server, contextlib.ExitStack() as clients:
         wait_for(lambda: len(server.worker_pids()) == 1, what="the worker")
         worker = server.worker_pid()
@@ -129,6 +138,8 @@ def test_connections_accepted_with_the_request_that_stops_a_worker_are_answered(
                 sock.settimeout(TIMEOUT)
                 sock.sendall(handshake_request(server.port))
                 socks.append(sock)
+            if stop == "sigterm":
+                os.kill(worker, signal.SIGTERM)  # handled as it wakes up
         finally:
             os.kill(worker, signal.SIGCONT)
         for sock in socks:
@@ -136,9 +147,10 @@ def test_connections_accepted_with_the_request_that_stops_a_worker_are_answered(
             assert response.readline().startswith(b"HTTP/1.1 101 ")
             while response.readline() != b"\r\n":
                 pass
-            head = response.read(2)
-            assert (head[0], struct.unpack("!H", response.read(head[1])[:2])) == (0x88, (1001,))
-            sock.sendall(encode_frame(OP_CLOSE, close_payload(1001)))
+            sock.sendall(encode_frame(OP_CLOSE, close_payload(1000)))
+            head = response.read(2)  # the worker's 1001, or the answer to our Close
+            assert head[0] == 0x88, head
+            assert struct.unpack("!H", response.read(head[1])[:2])[0] in (1000, 1001)
         assert "Traceback" not in server.log()
 
 

@@ -177,7 +177,11 @@ class WebSocketWorker(GeventWebSocketWorker):
         super().init_process()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self._stop()
+        """SIGTERM: stop, from the event loop. A handler runs between any two bytecodes,
+        in whatever greenlet is running: accepting a batch, say, which a listener
+        closed under it would end in a traceback."""
+        self.alive = False
+        gevent.spawn(self._stop)
 
     def _stop(self) -> None:
         """Stop gracefully: accept nothing more, and close each WebSocket with 1001 once idle.
