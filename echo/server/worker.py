@@ -34,14 +34,11 @@ class GunicornHandler(PyWSGIHandler, UpgradeHandler):
     """
 
     def get_environ(self) -> dict[str, Any]:
-        """Count the request, and honour X-Forwarded-For/-Proto from a proxy in
-        gunicorn's ``forwarded_allow_ips``.
+        """Honour X-Forwarded-For/-Proto from a proxy in gunicorn's ``forwarded_allow_ips``.
 
         gunicorn applies that setting in its own HTTP parser, which this
-        pywsgi-based worker does not use. Every request comes here once,
-        a handshake served without pywsgi included.
+        pywsgi-based worker does not use.
         """
-        self.server.worker.request_started()
         environ = super().get_environ()
         cfg = self.server.gunicorn_log.cfg
         if not _trusted(environ.get("REMOTE_ADDR", ""), cfg):
@@ -58,6 +55,19 @@ class GunicornHandler(PyWSGIHandler, UpgradeHandler):
 
     def _access_writer(self) -> AccessWriter:
         return functools.partial(write_gunicorn_line, self.server.gunicorn_log)
+
+
+class CountingHandler(GunicornHandler):
+    """``GunicornHandler`` counting requests toward gunicorn's ``max_requests``.
+
+    Used only when that is set, so that the default (no limit) pays nothing a
+    request. Every request comes to ``get_environ`` once, a handshake served
+    without pywsgi included.
+    """
+
+    def get_environ(self) -> dict[str, Any]:
+        self.server.worker.request_started()
+        return super().get_environ()
 
 
 def write_gunicorn_line(log: Any, record: AccessRecord) -> None:
@@ -149,6 +159,8 @@ class WebSocketWorker(GeventWebSocketWorker):
         """gunicorn makes each listener's server with ``self.server_class(...)``: each
         server knows its worker, which counts requests for ``max_requests``, and the
         worker its servers, to stop them accepting at once."""
+        if self.cfg.max_requests > 0:
+            kwargs["handler_class"] = CountingHandler
         server = GunicornServer(*args, worker=self, **kwargs)
         self._servers.append(server)
         return server
