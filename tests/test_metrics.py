@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import urllib.error
@@ -148,3 +149,30 @@ def test_a_dead_workers_counts_stay_and_its_files_are_folded_into_one_archive(tm
         assert {"counter_archive.db", "histogram_archive.db"} <= {
             f.name for f in tmp_path.iterdir()
         }
+
+
+@pytest.mark.parametrize("holder", ["scrape", "fold"])
+def test_a_process_stuck_holding_the_metrics_lock_stops_neither_scrapes_nor_the_master(
+    tmp_path, holder
+):
+    """A scrape and a fold take turns on a lock file (echo/server/metric_files.py); one
+    that holds it and never lets go (stopped in a debugger, say) must not hang a worker's
+    scrape, or the master as it reaps a worker. Each waits two seconds at most."""
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    with ServerProcess(GUNICORN, env) as server, open(tmp_path / "folding.lock", "ab") as lock:
+        # A stuck scrape holds it shared: a fold must give up; a stuck fold, exclusive.
+        fcntl.flock(lock, fcntl.LOCK_SH if holder == "scrape" else fcntl.LOCK_EX)
+        with connect(server.ws_url) as ws:
+            ws.send("x")
+            ws.recv()
+        if holder == "fold":
+            assert server.metric("echo_messages_total", direction="in") == 1
+        else:
+            worker = server.worker_pid()
+            os.kill(worker, signal.SIGTERM)
+            wait_for(lambda: server.worker_pids() not in ([], [worker]), what="a new worker")
+            with connect(server.ws_url) as ws:
+                ws.send("served by the next worker")
+                assert ws.recv() == "served by the next worker"
+            assert f"counter_{worker}.db" in {f.name for f in tmp_path.iterdir()}  # not folded
+            assert server.metric("echo_messages_total", direction="in") == 2

@@ -12,7 +12,11 @@ two more.
 Moving counts from one file to another is not atomic: a scrape between the
 two steps would count them twice, or fail on the file that went after its
 glob. A lock file orders them: a scrape holds it shared, the fold
-exclusively, for about a millisecond.
+exclusively, for about a millisecond. Each waits for the lock for at most
+``LOCK_WAIT``: a process stopped while holding it (a debugger, SIGSTOP)
+must not stop the master, nor a worker, whose sleep here is gevent's. A
+scrape that cannot have it reads without it; a fold leaves the worker's
+files as they are, counted all the same, at the cost of reading them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 
 from prometheus_client import multiprocess
@@ -28,24 +33,43 @@ from prometheus_client.mmap_dict import MmapedDict
 #: The types whose values add up over workers, and so over a worker's lifetimes.
 FOLDED = ("counter", "histogram")
 LOCK = "folding.lock"  # not *.db: prometheus_client reads every .db file
+#: Seconds a scrape or a fold waits for the lock, and between two tries.
+LOCK_WAIT, LOCK_RETRY = 2.0, 0.005
 
 
 @contextlib.contextmanager
-def _locked(directory: str, operation: int) -> Iterator[None]:
+def _locked(directory: str, operation: int) -> Iterator[bool]:
+    """Whether the lock is held (``operation``: shared or exclusive), within ``LOCK_WAIT``."""
     with open(os.path.join(directory, LOCK), "ab") as lock:
-        fcntl.flock(lock, operation)
-        yield  # closing the file lets go of the lock
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(lock, operation | fcntl.LOCK_NB)
+                held = True
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    held = False
+                    break
+                time.sleep(LOCK_RETRY)
+        yield held  # closing the file lets go of the lock
 
 
-def reading(directory: str) -> contextlib.AbstractContextManager[None]:
+def reading(directory: str) -> contextlib.AbstractContextManager[bool]:
     """Hold while a scrape reads ``directory``: no fold is halfway meanwhile."""
     return _locked(directory, fcntl.LOCK_SH)
 
 
 def retire_worker(directory: str, pid: int) -> None:
-    """After worker ``pid`` exited: its live gauges dropped, its counts moved to the archive."""
-    with _locked(directory, fcntl.LOCK_EX):
-        multiprocess.mark_process_dead(pid, directory)
+    """After worker ``pid`` exited: its live gauges dropped, its counts moved to the archive.
+
+    Its live gauges go whatever a scrape does (prometheus_client expects
+    that); its counts stay in its files if the lock cannot be had.
+    """
+    multiprocess.mark_process_dead(pid, directory)
+    with _locked(directory, fcntl.LOCK_EX) as held:
+        if not held:
+            return
         for kind in FOLDED:
             dead = os.path.join(directory, f"{kind}_{pid}.db")
             if not os.path.exists(dead):
