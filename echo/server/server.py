@@ -154,13 +154,6 @@ class WebSocketServer(WSGIServer):
             error.strerror, resource.getrlimit(resource.RLIMIT_NOFILE)[0], in_use
         )
 
-    def init_socket(self) -> None:
-        super().init_socket()
-        # What serves a connection (handle, or wrap_socket_and_handle with TLS),
-        # kept here: gevent's close() forgets its own _handle, and connections
-        # accepted before the close still start after it.
-        self._serve = self._handle
-
     def start(self) -> None:
         super().start()
         self._trimmer.start()
@@ -184,7 +177,12 @@ class WebSocketServer(WSGIServer):
 
     def _handle_and_close(self, sock: Any, address: Any) -> None:
         try:
-            self._serve(sock, address)
+            # Chosen as gevent's init_socket chooses its _handle, which close()
+            # forgets: connections accepted before a close still start after it.
+            if self.ssl_args:
+                self.wrap_socket_and_handle(sock, address)
+            else:
+                self.handle(sock, address)
         finally:
             self.do_close(sock, address)
 

@@ -40,7 +40,7 @@ class GunicornHandler(PyWSGIHandler, UpgradeHandler):
         pywsgi-based worker does not use.
         """
         environ = super().get_environ()
-        cfg = self.server.gunicorn_log.cfg
+        cfg = self.server.worker.cfg
         if not _trusted(environ.get("REMOTE_ADDR", ""), cfg):
             return environ
         forwarded_for = environ.get("HTTP_X_FORWARDED_FOR")
@@ -54,7 +54,7 @@ class GunicornHandler(PyWSGIHandler, UpgradeHandler):
     log_request = UpgradeHandler.log_request  # deferred to the end of a WebSocket session
 
     def _access_writer(self) -> AccessWriter:
-        return functools.partial(write_gunicorn_line, self.server.gunicorn_log)
+        return functools.partial(write_gunicorn_line, self.server.worker.log)
 
 
 class CountingHandler(GunicornHandler):
@@ -132,16 +132,17 @@ def _is_trusted(address: str, cfg: Any) -> bool:
 
 
 class GunicornServer(WebSocketServer):
-    """``WebSocketServer`` that keeps gunicorn's logger as it is given.
+    """``WebSocketServer`` that knows its gunicorn worker: its settings, its request
+    count, and its logger as given.
 
-    pywsgi wraps it in a ``LoggingLogAdapter``, through which every
-    attribute (``cfg``, ``access``) is a failed lookup, an ``AttributeError``
-    raised and caught, and then its ``__getattr__``: three a handshake.
+    pywsgi wraps the server's logger in a ``LoggingLogAdapter``, through which
+    every attribute (``cfg``, ``access``) is a failed lookup, an
+    ``AttributeError`` raised and caught, and then its ``__getattr__``: three
+    a handshake. The worker's is gunicorn's own.
     """
 
-    def __init__(self, *args: Any, log: Any, worker: WebSocketWorker, **kwargs: Any) -> None:
-        super().__init__(*args, log=log, **kwargs)
-        self.gunicorn_log = log
+    def __init__(self, *args: Any, worker: WebSocketWorker, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.worker = worker
 
 
