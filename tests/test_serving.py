@@ -80,8 +80,9 @@ def test_bad_start_is_one_line_naming_the_setting_and_leaves_no_files(command, b
 
 def test_gunicorn_parser_settings_this_worker_does_not_apply_are_said_at_start():
     """gunicorn's request limits belong to its own HTTP parser, which this worker
-    replaces: a user who sets one is told what bounds requests instead."""
-    args = "--limit-request-line 100 --keep-alive 5"
+    replaces, and its statsd metrics to a logger class it does not use: a user who
+    sets one is told what applies instead."""
+    args = "--limit-request-line 100 --keep-alive 5 --statsd-host 127.0.0.1:9"
     with ServerProcess(GUNICORN, {"GUNICORN_CMD_ARGS": args}) as server:
         with connect(f"{server.ws_url}?{'x' * 200}") as ws:  # a line over 100 bytes
             ws.send("still served")
@@ -92,6 +93,8 @@ def test_gunicorn_parser_settings_this_worker_does_not_apply_are_said_at_start()
         " a request line is bounded at 8 KiB (414)",
         "keepalive = 5 is not applied by this worker:"
         " an idle kept-alive connection is closed after ECHO_READ_TIMEOUT",
+        "statsd_host = ('127.0.0.1', 9) is not applied by this worker:"
+        " metrics are served for Prometheus at /metrics",
     ]
 
 

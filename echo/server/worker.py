@@ -263,9 +263,11 @@ def stop_early_if_asked(arbiter: Any) -> None:
             os._exit(0)
 
 
-# gunicorn settings that only gunicorn's own HTTP parser applies, which this
-# worker does not use, and what bounds the same thing here.
-_PARSER_SETTINGS = {
+# gunicorn settings this worker does not apply, and what does the same thing
+# here: those of gunicorn's own HTTP parser, which it replaces with a strict
+# one, and of the statsd logger, which gunicorn uses only in place of the
+# default logger class (gunicorn.conf.py sets this server's).
+_NOT_APPLIED = {
     "limit_request_line": "a request line is bounded at 8 KiB (414)",
     "limit_request_fields": "a request has at most 100 header lines (431)",
     "limit_request_field_size": "a request's head is bounded at 64 KiB (431)",
@@ -275,23 +277,25 @@ _PARSER_SETTINGS = {
     "permit_unconventional_http_method": "a method is a token; unknown ones get 501",
     "casefold_http_method": "methods are case-sensitive (RFC 9110)",
     "header_map": "a header name with an underscore is dropped",
+    "secure_scheme_headers": "X-Forwarded-Proto from forwarded_allow_ips sets the scheme",
+    "statsd_host": "metrics are served for Prometheus at /metrics",
 }
 
 
 def check_gunicorn_settings(cfg: Any, log: Any) -> None:
     """Say at start which gunicorn settings this worker does not apply.
 
-    They belong to gunicorn's HTTP parser, which this worker replaces with a
-    strict one (docs/refusals.md): each changed from its default is a
-    WARNING saying what applies instead. A PROXY protocol header would be
-    read as a malformed request, every request refused: that stops the start.
+    Each changed from its default is a WARNING saying what applies instead
+    (``_NOT_APPLIED``; request limits: docs/refusals.md). A PROXY protocol
+    header would be read as a malformed request, every request refused:
+    that stops the start.
     """
     if cfg.proxy_protocol != "off":
         raise SystemExit(
             f"gunicorn.conf.py: --proxy-protocol {cfg.proxy_protocol} is not supported by this"
             " worker; have the proxy send X-Forwarded-For (forwarded_allow_ips) instead"
         )
-    for name, instead in _PARSER_SETTINGS.items():
+    for name, instead in _NOT_APPLIED.items():
         setting = cfg.settings[name]
         if setting.value != setting.default:
             log.warning("%s = %r is not applied by this worker: %s", name, setting.value, instead)
