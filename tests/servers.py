@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import resource
@@ -301,3 +302,33 @@ def connections_held(pid: int, peer_port: int | None = None) -> int:
         with contextlib.suppress(FileNotFoundError):  # closed meanwhile
             held += os.readlink(fd) in inodes
     return held
+
+
+_PIDFD_GETFD = 438  # the system call's number, the same on every Linux architecture
+
+
+def socket_option(pid: int, local_port: int, remote_port: int, level: int, option: int) -> int:
+    """An option of process ``pid``'s loopback socket ``local_port`` -> ``remote_port``.
+
+    Read on a copy of the server's own file descriptor (``pidfd_getfd``,
+    Linux 5.6; the tests' processes are its children): some options, such
+    as ``TCP_NODELAY``, show nowhere else.
+    """
+    (inode,) = {
+        f"socket:[{inode}]"
+        for local, remote, _, inode in _tcp_sockets()
+        if (local, remote) == (local_port, remote_port)
+    }
+    (target,) = [
+        int(fd.name) for fd in Path(f"/proc/{pid}/fd").iterdir() if os.readlink(fd) == inode
+    ]
+    pidfd = os.pidfd_open(pid)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        copy = libc.syscall(_PIDFD_GETFD, pidfd, target, 0)
+        if copy < 0:
+            raise OSError(ctypes.get_errno(), "pidfd_getfd")
+    finally:
+        os.close(pidfd)
+    with socket.socket(fileno=copy) as sock:  # closing the copy leaves the server's open
+        return sock.getsockopt(level, option)

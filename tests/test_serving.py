@@ -11,7 +11,8 @@ import pytest
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.sync.client import connect
 
-from .servers import DEV_SERVER, GUNICORN, ServerProcess, free_port, wait_for
+from .rawws import RawClient
+from .servers import DEV_SERVER, GUNICORN, ServerProcess, free_port, socket_option, wait_for
 
 
 def test_dev_server_echoes_with_the_same_settings():
@@ -96,6 +97,20 @@ def test_gunicorn_parser_settings_this_worker_does_not_apply_are_said_at_start()
         "statsd_host = ('127.0.0.1', 9) is not applied by this worker:"
         " metrics are served for Prometheus at /metrics",
     ]
+
+
+@pytest.mark.parametrize("command", [GUNICORN, DEV_SERVER], ids=["gunicorn", "dev-server"])
+def test_small_frames_are_sent_at_once(command):
+    """TCP_NODELAY on every connection: with Nagle's algorithm, of two pipelined
+    messages the second echo waited for the client's delayed ACK (44 ms a pair under
+    python app.py; gunicorn sets it on its listener, the dev server did not)."""
+    with ServerProcess(command) as server, RawClient(server.port) as client:
+        client_port = client.sock.getsockname()[1]
+        pid = server.worker_pid() if command is GUNICORN else server.process.pid
+        nodelay = socket_option(
+            pid, server.port, client_port, socket.IPPROTO_TCP, socket.TCP_NODELAY
+        )
+        assert nodelay == 1
 
 
 @pytest.mark.parametrize("command", [GUNICORN, DEV_SERVER], ids=["gunicorn", "dev-server"])
