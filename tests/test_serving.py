@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 import time
@@ -9,7 +10,7 @@ import urllib.request
 
 import pytest
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
-from websockets.sync.client import connect
+from websockets.sync.client import connect, unix_connect
 
 from .rawws import RawClient
 from .servers import DEV_SERVER, GUNICORN, ServerProcess, free_port, socket_option, wait_for
@@ -97,6 +98,33 @@ def test_gunicorn_parser_settings_this_worker_does_not_apply_are_said_at_start()
         "statsd_host = ('127.0.0.1', 9) is not applied by this worker:"
         " metrics are served for Prometheus at /metrics",
     ]
+
+
+def test_a_unix_socket_bind_serves_hello_and_names_the_forwarded_client(tmp_path):
+    """gunicorn's ``--bind unix:PATH``, as a proxy on the same host uses one: ``?hello``
+    names the socket as the peer (it was a traceback: a Unix peer has no host and port),
+    and X-Forwarded-For names the client, as gunicorn trusts a Unix socket's peer
+    whatever forwarded_allow_ips says (it was ignored: every access line said '-')."""
+    path = tmp_path / "echo.sock"
+    server = ServerProcess(GUNICORN, {"GUNICORN_CMD_ARGS": f"--bind unix:{path}"})
+
+    def accepting() -> bool:
+        with socket.socket(socket.AF_UNIX) as probe:
+            return probe.connect_ex(str(path)) == 0
+
+    server.start(wait=False)  # ready once the socket accepts, not at /healthz over TCP
+    try:
+        wait_for(accepting, what="the Unix socket")
+        headers = {"X-Forwarded-For": "203.0.113.9", "User-Agent": "unix-socket-client"}
+        with unix_connect(str(path), "ws://echo/ws?hello", additional_headers=headers) as ws:
+            hello = json.loads(ws.recv())
+            ws.send("over a Unix socket")
+            assert ws.recv() == "over a Unix socket"
+        assert (hello["peer"], hello["client"]) == (f"unix:{path}", "203.0.113.9")
+        assert server.log_line("unix-socket-client").startswith("203.0.113.9 - - [")
+        assert "Traceback" not in server.log()
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize("command", [GUNICORN, DEV_SERVER], ids=["gunicorn", "dev-server"])

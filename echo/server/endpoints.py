@@ -41,8 +41,12 @@ class HandshakeRequest:
 
     @property
     def peer(self) -> str:
-        """The address that connected (a proxy's, behind one), as ``host:port``."""
-        host, port, *_ = self.socket.getpeername()
+        """The address that connected (a proxy's, behind one), as ``host:port``; over a
+        Unix socket (gunicorn's ``--bind unix:PATH``), ``unix:PATH``."""
+        address = self.socket.getpeername()
+        if not isinstance(address, tuple):  # a Unix socket's peer has no name: say where
+            return f"unix:{self.socket.getsockname()}"
+        host, port, *_ = address
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     @property

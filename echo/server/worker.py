@@ -40,8 +40,11 @@ class GunicornHandler(PyWSGIHandler, UpgradeHandler):
         pywsgi-based worker does not use.
         """
         environ = super().get_environ()
-        cfg = self.server.worker.cfg
-        if not _trusted(environ.get("REMOTE_ADDR", ""), cfg):
+        # As gunicorn: a connection over a Unix socket (a proxy on the same host)
+        # is trusted whatever forwarded_allow_ips says.
+        if isinstance(self.client_address, tuple) and not _trusted(
+            environ.get("REMOTE_ADDR", ""), self.server.worker.cfg
+        ):
             return environ
         forwarded_for = environ.get("HTTP_X_FORWARDED_FOR")
         if forwarded_for:
