@@ -104,7 +104,8 @@ def test_a_unix_socket_bind_serves_hello_and_names_the_forwarded_client(tmp_path
     """gunicorn's ``--bind unix:PATH``, as a proxy on the same host uses one: ``?hello``
     names the socket as the peer (it was a traceback: a Unix peer has no host and port),
     and X-Forwarded-For names the client, as gunicorn trusts a Unix socket's peer
-    whatever forwarded_allow_ips says (it was ignored: every access line said '-')."""
+    whatever forwarded_allow_ips says (it was ignored: every access line said '-'). A
+    refusal's log lines name no empty address (the access line began with a space)."""
     path = tmp_path / "echo.sock"
     server = ServerProcess(GUNICORN, {"GUNICORN_CMD_ARGS": f"--bind unix:{path}"})
 
@@ -122,6 +123,12 @@ def test_a_unix_socket_bind_serves_hello_and_names_the_forwarded_client(tmp_path
             assert ws.recv() == "over a Unix socket"
         assert (hello["peer"], hello["client"]) == (f"unix:{path}", "203.0.113.9")
         assert server.log_line("unix-socket-client").startswith("203.0.113.9 - - [")
+        with socket.socket(socket.AF_UNIX) as refused:  # no Host: 400, and two log lines
+            refused.connect(str(path))
+            refused.sendall(b"GET /unix-refused HTTP/1.1\r\n\r\n")
+            assert refused.recv(100).startswith(b"HTTP/1.1 400 ")
+        assert server.log_line("/unix-refused").startswith("- - - [")  # not an empty field
+        assert "rejected request from a Unix socket: an HTTP/1.1 request must" in server.log()
         assert "Traceback" not in server.log()
     finally:
         server.stop()

@@ -414,7 +414,7 @@ class UpgradeHandler(WebSocketHandler):
             metrics.request_unserved("evicted" if isinstance(ex, Evicted) else "timeout")
         elif isinstance(ex, ConnectionError):
             metrics.request_unserved("gone")
-            log.info("request from %s abandoned: %s", self.client_address, type(ex).__name__)
+            log.info("request from %s abandoned: %s", self._peer, type(ex).__name__)
             return None
         elif isinstance(ex, BadRequest):
             status, reason = ex.status, ex.reason
@@ -422,12 +422,16 @@ class UpgradeHandler(WebSocketHandler):
         else:
             status, reason = "400 Bad Request", "malformed or oversized HTTP request"
             metrics.request_unserved("malformed")
-        log.info(
-            "rejected request from %s: %s (%s)", self.client_address, reason, type(ex).__name__
-        )
+        log.info("rejected request from %s: %s (%s)", self._peer, reason, type(ex).__name__)
         response = self._plain_response(status, reason)
         self.response_length = len(response)  # for the access log, as pywsgi leaves 0
         return status, response
+
+    @property
+    def _peer(self) -> Any:
+        """The client for a log line: its address, or over a Unix socket (which names no
+        peer) what it came through."""
+        return self.client_address or "a Unix socket"
 
     def _plain_response(self, status: str, reason: str, headers: Headers = ()) -> bytes:
         """A refusal: ``status``, then ``reason`` as a line of text, and the connection ends.

@@ -87,12 +87,9 @@ def write_gunicorn_line(log: Any, record: AccessRecord) -> None:
         client = record.client_address
         words = (record.requestline or "").split()
         method, uri, protocol = words if len(words) == 3 else ("-", "-", "-")
-        environ = {
-            "REMOTE_ADDR": client[0] if isinstance(client, tuple) else str(client),
-            "REQUEST_METHOD": method,
-            "RAW_URI": uri,
-            "SERVER_PROTOCOL": protocol,
-        }
+        environ = {"REQUEST_METHOD": method, "RAW_URI": uri, "SERVER_PROTOCOL": protocol}
+        if isinstance(client, tuple):  # a Unix socket's peer has no address: "-"
+            environ["REMOTE_ADDR"] = client[0]
     status = record.status.decode() if isinstance(record.status, bytes) else record.status
     seconds = record.time_finish - record.time_start
     if isinstance(log, AccessLogger):
