@@ -154,6 +154,29 @@ def test_connections_that_arrive_as_a_worker_stops_are_answered(stop):
         assert "Traceback" not in server.log()
 
 
+def test_gunicorn_reload_on_a_changed_file_closes_websockets_1001(tmp_path):
+    """gunicorn's ``--reload`` restarts a worker when a file changes, and only tells it
+    by ``alive``: its WebSockets stayed open, and the old code served, until the
+    clients left or ``graceful_timeout`` passed. They get 1001 now, as on a reload."""
+    watched = tmp_path / "watched.py"
+    watched.write_text("")
+    args = f"--reload --reload-extra-file {watched} --graceful-timeout 60"
+    with ServerProcess(GUNICORN, {"GUNICORN_CMD_ARGS": args}) as server:
+        with connect(server.ws_url) as ws:
+            ws.send("before")
+            assert ws.recv(timeout=TIMEOUT) == "before"
+            old_worker = server.worker_pid()
+            later = time.time() + 60  # past any time the reloader has seen
+            os.utime(watched, (later, later))
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=TIMEOUT)
+            assert closed.value.rcvd.code == 1001
+        wait_for(lambda: server.worker_pids() not in ([], [old_worker]), what="a new worker")
+        with connect(server.ws_url) as ws:
+            ws.send("after")
+            assert ws.recv(timeout=TIMEOUT) == "after"
+
+
 def test_quick_shutdown_still_sends_1001():
     with ServerProcess(GUNICORN) as server:
         results = signal_with_clients_mid_conversation(server, signal.SIGQUIT)

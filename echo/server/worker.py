@@ -146,6 +146,10 @@ class GunicornServer(WebSocketServer):
         self.worker = worker
 
 
+#: Seconds between two looks at whether the worker is still to serve (``alive``).
+ALIVE_CHECK = 0.5
+
+
 class WebSocketWorker(GeventWebSocketWorker):
     """Use as ``worker_class = "echo.server.worker.WebSocketWorker"``.
 
@@ -204,19 +208,38 @@ class WebSocketWorker(GeventWebSocketWorker):
         only to close them, where another worker, or the next, can serve them.
         """
         self.alive = False
+        if self._stopping:
+            return
+        self._stopping = True
         for server in self._servers:
             server.close()
         ServerConnection.go_away_all()
 
+    _stopping = False  # a graceful stop has begun
     _quitting = False  # a quick stop has begun
     _served = False  # run() has returned: the process is on its way out
 
     def run(self) -> None:
+        watcher = gevent.spawn(self._stop_once_not_alive)
         try:
             super().run()
         finally:
+            watcher.kill(block=False)
             self._served = True
             metrics.BATCH.flush()  # the counts of the last second
+
+    def _stop_once_not_alive(self) -> None:
+        """Stop gracefully whatever ended the worker's life.
+
+        gunicorn's reloader (``--reload``, on a changed file) only sets
+        ``alive``: the WebSockets stayed open, and the old code served,
+        until they left or ``graceful_timeout`` passed, as the new worker
+        starts only once the old one has exited.
+        """
+        while self.alive:
+            gevent.sleep(ALIVE_CHECK)
+        if not self._quitting:
+            self._stop()
 
     def handle_quit(self, sig: int, frame: FrameType | None) -> None:
         """Quick shutdown (SIGQUIT, SIGINT): a Close frame where one can go now, then exit.
