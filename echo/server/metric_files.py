@@ -26,6 +26,7 @@ import fcntl
 import os
 import time
 from collections.abc import Iterator
+from typing import BinaryIO
 
 from prometheus_client import multiprocess
 from prometheus_client.mmap_dict import MmapedDict
@@ -41,18 +42,19 @@ LOCK_WAIT, LOCK_RETRY = 2.0, 0.005
 def _locked(directory: str, operation: int) -> Iterator[bool]:
     """Whether the lock is held (``operation``: shared or exclusive), within ``LOCK_WAIT``."""
     with open(os.path.join(directory, LOCK), "ab") as lock:
-        deadline = time.monotonic() + LOCK_WAIT
-        while True:
-            try:
-                fcntl.flock(lock, operation | fcntl.LOCK_NB)
-                held = True
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    held = False
-                    break
-                time.sleep(LOCK_RETRY)
-        yield held  # closing the file lets go of the lock
+        yield _take(lock, operation)  # closing the file lets go of the lock
+
+
+def _take(lock: BinaryIO, operation: int) -> bool:
+    deadline = time.monotonic() + LOCK_WAIT
+    while True:
+        try:
+            fcntl.flock(lock, operation | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(LOCK_RETRY)
 
 
 def reading(directory: str) -> contextlib.AbstractContextManager[bool]:

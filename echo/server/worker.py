@@ -197,7 +197,6 @@ class WebSocketWorker(GeventWebSocketWorker):
         """SIGTERM: stop, from the event loop. A handler runs between any two bytecodes,
         in whatever greenlet is running: accepting a batch, say, which a listener
         closed under it would end in a traceback."""
-        self.alive = False
         gevent.spawn(self._stop)
 
     def _stop(self) -> None:
