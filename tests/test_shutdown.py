@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from .rawws import OP_CLOSE, close_payload, encode_frame, handshake_request
+from .rawws import OP_BINARY, OP_CLOSE, RawClient, close_payload, encode_frame, handshake_request
 from .servers import DEV_SERVER, GUNICORN, TIMEOUT, ServerProcess, wait_for
 
 CLIENTS, MESSAGES = 20, 20
@@ -175,6 +175,26 @@ def test_gunicorn_reload_on_a_changed_file_closes_websockets_1001(tmp_path):
         with connect(server.ws_url) as ws:
             ws.send("after")
             assert ws.recv(timeout=TIMEOUT) == "after"
+
+
+def test_a_client_that_never_reads_is_logged_when_graceful_timeout_drops_it():
+    """A client that never reads keeps its echo unsent, so no 1001 can go: at
+    ``graceful_timeout`` gunicorn kills its session. It was neither logged nor counted
+    as the server's doing (no access line; a close by the client in the metrics)."""
+    args = "--graceful-timeout 1"
+    with ServerProcess(GUNICORN, {"GUNICORN_CMD_ARGS": args}) as server:
+        never = RawClient(server.port, rcvbuf=4096, User_Agent="never-reads")
+        with contextlib.closing(never):
+            never.sock.setblocking(False)
+            frame = encode_frame(OP_BINARY, b"x" * 65536)
+            with contextlib.suppress(BlockingIOError):  # full: the server has stopped reading,
+                while True:  # its echo blocked on the client that never reads
+                    never.sock.sendall(frame)
+            worker = server.worker_pid()
+            os.kill(worker, signal.SIGTERM)  # the worker's own graceful stop, as on a reload
+            wait_for(lambda: worker not in server.worker_pids(), what="the worker gone")
+        line = server.log_line("never-reads")
+        assert " close=1006 by=server" in line, line
 
 
 def test_quick_shutdown_still_sends_1001():

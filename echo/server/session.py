@@ -14,6 +14,8 @@ import logging
 import time
 from dataclasses import dataclass
 
+from gevent import GreenletExit
+
 from ..protocol.errors import ConnectionClosed
 from .access_record import SESSION_KEY, AccessRecord, AccessWriter
 from .connection import ServerConnection
@@ -55,9 +57,18 @@ class Session:
     write_line: AccessWriter
 
     def serve(self) -> None:
-        """Run the endpoint (``run``), then write the session's access-log line."""
-        run(self.ws, self.endpoint)
-        record = self.record
-        record.environ[SESSION_KEY] = self.ws.summary()
-        record.time_finish = time.time()
-        self.write_line(record)
+        """Run the endpoint (``run``), then write the session's access-log line.
+
+        A session killed (gunicorn's ``graceful_timeout`` passed with its client
+        still holding it, say) is logged too, as dropped by the server.
+        """
+        try:
+            run(self.ws, self.endpoint)
+        except GreenletExit:
+            self.ws.abort()
+            raise
+        finally:
+            record = self.record
+            record.environ[SESSION_KEY] = self.ws.summary()
+            record.time_finish = time.time()
+            self.write_line(record)
