@@ -188,6 +188,40 @@ def test_keep_alive_serves_pipelined_requests_in_order(server):
     assert data.count(b"HTTP/1.1 404 ") == 1
 
 
+def test_a_response_says_connection_close_when_the_connection_ends_after_it(server):
+    """RFC 9112 section 9.6: a client or proxy must not send its next request on a
+    connection about to close. pywsgi said so only to HTTP/1.0."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(HEALTH + b"\r\n" + HEALTH + b"Connection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    kept, closing = (head for head in data.split(b"ok\n") if head)
+    assert b"\r\nconnection:" not in kept.lower(), kept
+    assert b"\r\nConnection: close\r\n" in closing, closing
+
+
+def test_options_asterisk_is_answered_for_the_server(server):
+    """``OPTIONS *`` asks about the server as a whole (RFC 9110 section 9.3.7), as proxies
+    and monitors send it: 200 and ``Allow``, not a 404 for a path ``/*``."""
+    request = b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    status, headers, body = http_exchange(server.port, request)
+    assert (status, headers["allow"], body) == (200, "GET, HEAD, OPTIONS", b"")
+
+
+@pytest.mark.parametrize("handshake", [False, True], ids=["get", "handshake"])
+def test_an_asterisk_target_is_only_for_options(server, handshake):
+    """RFC 9112 section 3.2.4: the asterisk-form is OPTIONS's alone."""
+    before = refusals(server, 400)
+    if handshake:
+        request = handshake_request(server.port, "*")
+    else:
+        request = b"GET * HTTP/1.1\r\nHost: x\r\n\r\n"
+    status, _, body = http_exchange(server.port, request)
+    assert (status, body) == (400, b"the request target * is only for OPTIONS\n")
+    wait_for_one_more(server, 400, before)
+
+
 PARTIAL = b"GET /healthz HTTP/1.1\r\nHost: x\r\nUser-Agent: half"
 
 

@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None, options: EchoSettings | None = 
     )
     app.register_blueprint(routes.bp)
     routes.answer_errors_in_one_line(app)
+    routes.answer_server_options(app)
     sockets = FlaskWebSockets(app, settings or Settings.from_env())
     options = options or EchoSettings.from_env()
     sockets.route(echo.PATH, check=functools.partial(echo.check, options))(echo.echo)

@@ -40,6 +40,21 @@ def answer_errors_in_one_line(app: Flask) -> None:
     app.register_error_handler(WebsocketMismatch, _no_websocket_here)
 
 
+def answer_server_options(app: Flask) -> None:
+    """``OPTIONS *`` asks what the server supports, not what a path does (RFC 9110
+    section 9.3.7): 200 with ``Allow``, as for ``OPTIONS /``, not a 404 for ``/*``.
+    Proxies and monitors send it to see that a server is up."""
+    app.before_request(_server_options)
+
+
+def _server_options() -> Response | None:
+    if request.method != "OPTIONS" or request.environ.get("PATH_INFO") != "*":
+        return None  # any other request goes on to its route
+    response = Response(status=200)
+    response.headers["Allow"] = "GET, HEAD, OPTIONS"
+    return response
+
+
 def _not_found(error: NotFound) -> Response:
     return text_response(
         404, f"Nothing at {excerpt(request.path)}: the console is at /, the WebSocket at {PATH}"

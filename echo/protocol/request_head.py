@@ -197,7 +197,10 @@ def parse(lines: list[bytes]) -> RequestHead:
     head.target = head.path = sys.intern(head.target)
     if "#" in head.target:  # no target has one (RFC 9112 section 3.2; RFC 6455 section 3)
         raise BadRequest("400 Bad Request", "the request target must not have a fragment ('#')")
-    if head.target[:1] != "/":
+    if head.target == "*":  # asterisk-form: the server as a whole (RFC 9112 section 3.2.4)
+        if head.method != "OPTIONS":
+            raise BadRequest("400 Bad Request", "the request target * is only for OPTIONS")
+    elif head.target[:1] != "/":
         _take_absolute_form(head)
     if head.method == "CONNECT":  # what follows would be a tunnel's, never a request
         head.keep_alive = head.upgrade = False

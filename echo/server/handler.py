@@ -453,6 +453,17 @@ class UpgradeHandler(WebSocketHandler):
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
     def start_response(self, status: str, headers: Headers, exc_info: Any = None) -> Any:
-        """pywsgi's, with ``X-Served-By`` (gevent-websocket's adds nothing for plain HTTP)."""
-        served_by = (SERVED_BY, self.server.served_by)
-        return WSGIHandler.start_response(self, status, [*headers, served_by], exc_info)
+        """pywsgi's, with ``X-Served-By`` (gevent-websocket's adds nothing for plain HTTP),
+        and ``Connection: close`` when the connection ends after this response.
+
+        pywsgi says so only to HTTP/1.0; RFC 9112 section 9.6 asks it of HTTP/1.1 too, so
+        that a client or proxy does not send its next request on a closing connection.
+        """
+        headers = [*headers, (SERVED_BY, self.server.served_by)]
+        if (
+            self.close_connection
+            and self.request_version == "HTTP/1.1"
+            and not any(name.lower() == "connection" for name, _ in headers)
+        ):
+            headers.append(("Connection", "close"))
+        return WSGIHandler.start_response(self, status, headers, exc_info)
