@@ -37,6 +37,7 @@ def assert_still_serving(server) -> None:
         (b"GET /ws HTTP/9.9\r\nHost: x\r\n\r\n", 400, b"malformed HTTP request"),
         (b"GET /ws HTTP/2.0\r\nHost: x\r\n\r\n", 505, b"HTTP/2.0 is not supported"),
         (b"GET /ws\r\n\r\n", 505, b"HTTP/0.9 is not supported"),
+        (b"\n\r\n", 400, b"malformed HTTP request: no request line"),
         (
             b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40 + b"\r\n\r\n",
             400,
@@ -49,6 +50,7 @@ def assert_still_serving(server) -> None:
         "http-9.9",
         "http-2.0",
         "http-0.9",
+        "empty-lines",
         "tls-hello",
     ],
 )

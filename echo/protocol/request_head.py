@@ -184,6 +184,8 @@ def parse(lines: list[bytes]) -> RequestHead:
         raise BadRequest("400 Bad Request", f"malformed HTTP request: {error}") from None
     finally:
         reading.parser = None  # the parser holds the callbacks: no cycle left for the GC
+    if not head.target:  # only empty lines, which llhttp skips: it has read no request
+        raise BadRequest("400 Bad Request", "malformed HTTP request: no request line")
     version = parser.get_http_version()
     if version not in _VERSIONS:
         raise BadRequest(
