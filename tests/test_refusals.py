@@ -31,7 +31,7 @@ def test_refusal_quotes_an_excerpt_of_what_was_sent(gunicorn_server, headers, pa
     (line,) = [
         line
         for line in server.log().splitlines()
-        if "handshake rejected" in line and quoted in line
+        if "[INFO] handshake from " in line and quoted in line
     ][-1:]
     assert len(line) < 400, line[:500]
 

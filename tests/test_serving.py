@@ -128,7 +128,7 @@ def test_a_unix_socket_bind_serves_hello_and_names_the_forwarded_client(tmp_path
             refused.sendall(b"GET /unix-refused HTTP/1.1\r\n\r\n")
             assert refused.recv(100).startswith(b"HTTP/1.1 400 ")
         assert server.log_line("/unix-refused").startswith("- - - [")  # not an empty field
-        assert "rejected request from a Unix socket: an HTTP/1.1 request must" in server.log()
+        assert f"rejected request from unix:{path}: an HTTP/1.1 request must" in server.log()
         assert "Traceback" not in server.log()
     finally:
         server.stop()

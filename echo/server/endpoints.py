@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .settings import Settings
+from .sockets import peer_text
 
 if TYPE_CHECKING:
     from .connection import ServerConnection
@@ -43,11 +44,7 @@ class HandshakeRequest:
     def peer(self) -> str:
         """The address that connected (a proxy's, behind one), as ``host:port``; over a
         Unix socket (gunicorn's ``--bind unix:PATH``), ``unix:PATH``."""
-        address = self.socket.getpeername()
-        if not isinstance(address, tuple):  # a Unix socket's peer has no name: say where
-            return f"unix:{self.socket.getsockname()}"
-        host, port, *_ = address
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return peer_text(self.socket.getpeername(), self.socket)
 
     @property
     def tls(self) -> tuple[str, str] | None:

@@ -44,7 +44,7 @@ from .connection import ServerConnection
 from .endpoints import HandshakeRequest, Route
 from .errors import Evicted, RequestTimeout
 from .session import Session
-from .sockets import discard, peek, send_all, wait_readable
+from .sockets import discard, peek, peer_text, send_all, wait_readable
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +340,7 @@ class UpgradeHandler(WebSocketHandler):
 
     def _reject(self, refusal: Refusal) -> None:
         """Refuse a handshake: one INFO line, the answer, and a lingering close after it."""
-        log.info("handshake rejected (%s): %s", refusal.status, refusal.reason)
+        log.info("handshake from %s rejected (%s): %s", self._peer, refusal.status, refusal.reason)
         metrics.handshake_rejected(refusal.slug)
         self.status = self._orig_status = refusal.status
         self._linger_after = True
@@ -428,10 +428,8 @@ class UpgradeHandler(WebSocketHandler):
         return status, response
 
     @property
-    def _peer(self) -> Any:
-        """The client for a log line: its address, or over a Unix socket (which names no
-        peer) what it came through."""
-        return self.client_address or "a Unix socket"
+    def _peer(self) -> str:
+        return peer_text(self.client_address, self.socket)
 
     def _plain_response(self, status: str, reason: str, headers: Headers = ()) -> bytes:
         """A refusal: ``status``, then ``reason`` as a line of text, and the connection ends.

@@ -36,6 +36,7 @@ from .endpoints import Endpoints
 from .errors import Evicted
 from .pool import ConnectionPool
 from .settings import Settings
+from .sockets import peer_text
 from .throttled import ThrottledWarning
 from .unfinished import UnfinishedRequests
 
@@ -229,7 +230,11 @@ class WebSocketServer(WSGIServer):
                 tls_socket.do_handshake()
             return tls_socket
         except (OSError, Evicted) as error:  # ssl.SSLError is an OSError
-            log.info("TLS handshake with %s failed: %s", address, self._failure(error))
+            log.info(
+                "TLS handshake with %s failed: %s",
+                peer_text(address, client_socket),
+                self._failure(error),
+            )
             metrics.request_unserved(_unserved_reason(error))
             if tls_socket is not None:
                 if _is_plain_http(error):

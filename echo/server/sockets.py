@@ -105,3 +105,15 @@ def has_input(sock: Any) -> bool:
         return bool(peek(sock, 1))
     except OSError:  # reset: nothing to read
         return False
+
+
+def peer_text(address: Any, sock: Any) -> str:
+    """Who connected, for a log line or ``hello``: ``host:port`` (``[host]:port`` for IPv6).
+
+    A peer over a Unix socket (gunicorn's ``--bind unix:PATH``) has no name:
+    ``unix:PATH`` says which socket it came through.
+    """
+    if not isinstance(address, tuple):
+        return f"unix:{sock.getsockname()}"
+    host, port, *_ = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
