@@ -17,7 +17,7 @@ endif
 endif
 endif
 
-.PHONY: run test conformance soak bench bench-pinned instructions wheelhouse lint format screenshot system-packages clean
+.PHONY: run test conformance soak bench bench-pinned instructions instructions-scaling valgrind wheelhouse lint format screenshot system-packages clean
 
 run: $(VENV)/.runtime
 	$(BIN)/gunicorn -c gunicorn.conf.py
@@ -67,10 +67,16 @@ wheelhouse: $(VENV)/.dev
 	  -r requirements-dev.txt pip -d wheelhouse
 
 # Instructions per handshake and per round trip, this server against the gevent
-# floor and aiohttp, counted by valgrind (repeatable on a busy machine); about 2 minutes.
-instructions: $(VENV)/.dev
-	@command -v valgrind >/dev/null || (apt-get update && apt-get install -y valgrind)
+# floor and aiohttp, counted by valgrind (repeatable on a busy machine); about 4 minutes.
+instructions: $(VENV)/.dev valgrind
 	$(BIN)/python -m bench.instructions
+
+# Instructions per handshake in 1, 2 and 4 processes, this server and the floor; about 5 minutes.
+instructions-scaling: $(VENV)/.dev valgrind
+	$(BIN)/python -m bench.instructions --scaling
+
+valgrind:
+	@command -v valgrind >/dev/null || (apt-get update && apt-get install -y valgrind)
 
 # The browser, proxy and TLS tests use Debian's chromium, nginx and openssl;
 # the systemd unit is checked by systemd-analyze.

@@ -11,7 +11,15 @@ answered, closed) and of one 32-byte round trip; start-up, imports, warm-up
 and shutdown cancel out. The kernel's work is not counted, nor is gunicorn's
 master (it only forks the worker).
 
-    .venv/bin/python -m bench.instructions     # about 2 minutes
+    .venv/bin/python -m bench.instructions     # about 4 minutes
+
+With ``--scaling``, instructions per handshake of this server and the floor
+in 1, 2 and 4 processes sharing one listening socket, every process summed
+(callgrind follows forks; gunicorn's master included), each run started
+once all of them have booted: every connection wakes every process waiting
+in ``epoll``, and all but one find nothing to accept. What a process does
+per handshake as processes are added, without the kernel's side, which no
+process counts (about 5 minutes).
 
 No health check reaches the servers (each would add instructions of its
 own): once the port listens (read from /proc/net/tcp), the first client
@@ -27,6 +35,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.rawws import (
@@ -37,15 +46,33 @@ from tests.rawws import (
     handshake_request,
     read_response,
 )
-from tests.servers import GUNICORN, ROOT, free_port, remove_scratch, scratch_dir, wait_for
+from tests.servers import (
+    GUNICORN,
+    ROOT,
+    children,
+    free_port,
+    remove_scratch,
+    scratch_dir,
+    wait_for,
+)
+
+from .pinned import wait_until_quiet
 
 HANDSHAKES, ROUND_TRIPS = 200, 2000
+SCALING_PROCESSES = (1, 2, 4)
+# Booted under callgrind: the processes spend at most QUIET_CPU s of CPU in QUIET_SPELL s.
+QUIET_SPELL, QUIET_CPU = 1.0, 0.1
 CLOSE = encode_frame(OP_CLOSE, close_payload(1000))
 BOOT = 600.0  # seconds a server may take to start under callgrind
 SERVERS = {
     "echo": [*GUNICORN, "--timeout", "0", "--workers", "1"],
     "gevent floor": [sys.executable, "-m", "bench.peers", "gevent"],
     "aiohttp": [sys.executable, "-m", "bench.peers", "aiohttp"],
+}
+# Each server in N processes: its command, and how many processes that makes.
+SCALING_SERVERS: dict[str, Callable[[int], tuple[list[str], int]]] = {
+    "echo": lambda n: ([*GUNICORN, "--timeout", "0", "--workers", str(n)], n + 1),
+    "gevent floor": lambda n: ([sys.executable, "-m", "bench.peers", "gevent", str(n)], n),
 }
 
 
@@ -96,8 +123,14 @@ def round_trips(port: int, count: int) -> None:
         _read_until(sock, 4)
 
 
-def instructions(command: list[str], handshake_count: int, round_trip_count: int) -> int:
-    """The instructions of the serving process (the worker, or the floor's one process)."""
+def instructions(
+    command: list[str], handshake_count: int, round_trip_count: int, processes: int = 1
+) -> list[int]:
+    """The instructions of each process of the server, which makes ``processes`` of them.
+
+    With one, the first client waits in the backlog until the server serves;
+    with more, every one of them has booted before the first client comes.
+    """
     scratch = scratch_dir("echo-callgrind-")
     port = free_port()
     # One hash seed for every run: string hashes decide dict collisions, which
@@ -116,14 +149,21 @@ def instructions(command: list[str], handshake_count: int, round_trip_count: int
         )
     try:
         wait_for(lambda: _listening(port), timeout=BOOT, what="the server to listen")
+        if processes > 1:
+            wait_for(
+                lambda: len(children(process.pid)) == processes - 1,
+                timeout=BOOT,
+                what="the processes",
+            )
+            pids = [process.pid, *children(process.pid)]
+            wait_until_quiet(pids, QUIET_SPELL, QUIET_CPU, timeout=BOOT)
         handshakes(port, handshake_count)
-        round_trips(port, round_trip_count)
+        if round_trip_count:
+            round_trips(port, round_trip_count)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(BOOT)
-    counts = {path: _total(path) for path in scratch.glob("out.*")}
-    # gunicorn's master writes a file too: the worker is the process that served.
-    return max(counts.values())
+    return [_total(path) for path in scratch.glob("out.*")]
 
 
 def _total(path: Path) -> int:
@@ -133,13 +173,39 @@ def _total(path: Path) -> int:
     raise ValueError(f"no total in {path}")
 
 
+def _worker(counts: list[int]) -> int:
+    # gunicorn's master writes a file too: the worker is the process that served.
+    return max(counts)
+
+
+def scaling() -> None:
+    """Instructions per handshake, every process summed, in 1, 2 and 4 processes."""
+    columns = " | ".join(f"{count} process{'es' * (count > 1)}" for count in SCALING_PROCESSES)
+    print(f"| Instructions per handshake | {columns} |")
+    print(f"| --- |{' ---: |' * len(SCALING_PROCESSES)}")
+    for name, server in SCALING_SERVERS.items():
+        counts = []
+        for count in SCALING_PROCESSES:
+            command, processes = server(count)
+            base = sum(instructions(command, HANDSHAKES, 0, processes))
+            more = sum(instructions(command, 3 * HANDSHAKES, 0, processes))
+            counts.append((more - base) / (2 * HANDSHAKES))
+        cells = [f"{count:,.0f} ({count / counts[0] - 1:+.1%})" for count in counts]
+        print(f"| {name} |", " | ".join(cells), "|")
+
+
 def main() -> int:
     started = time.monotonic()
+    if sys.argv[1:] == ["--scaling"]:
+        scaling()
+        print(f"({time.monotonic() - started:.0f} s)")
+        remove_scratch()
+        return 0
     results = {}
     for name, command in SERVERS.items():
-        base = instructions(command, HANDSHAKES, ROUND_TRIPS)
-        more_handshakes = instructions(command, 3 * HANDSHAKES, ROUND_TRIPS)
-        more_round_trips = instructions(command, HANDSHAKES, 3 * ROUND_TRIPS)
+        base = _worker(instructions(command, HANDSHAKES, ROUND_TRIPS))
+        more_handshakes = _worker(instructions(command, 3 * HANDSHAKES, ROUND_TRIPS))
+        more_round_trips = _worker(instructions(command, HANDSHAKES, 3 * ROUND_TRIPS))
         results[name] = (
             (more_handshakes - base) / (2 * HANDSHAKES),
             (more_round_trips - base) / (2 * ROUND_TRIPS),

@@ -258,17 +258,22 @@ def wait_until_idle(servers: dict[str, ServerProcess]) -> None:
     (CPU per handshake 2 to 3 times the later runs').
     """
     pids = [pid for server in servers.values() for pid in serving_pids(server)]
+    wait_until_quiet(pids, IDLE_SPELL, IDLE_CPU, timeout=60)
+
+
+def wait_until_quiet(pids: list[int], spell: float, cpu: float, timeout: float) -> None:
+    """Until processes ``pids`` together spend at most ``cpu`` seconds of CPU in ``spell``."""
     last = [sum(loadgen.cpu_seconds(pid) for pid in pids), time.monotonic()]
 
-    def idle_for_half_a_second() -> bool:
-        if time.monotonic() - last[1] < IDLE_SPELL:
+    def quiet_for_a_spell() -> bool:
+        if time.monotonic() - last[1] < spell:
             return False
         used = sum(loadgen.cpu_seconds(pid) for pid in pids)
-        quiet = used - last[0] <= IDLE_CPU
+        quiet = used - last[0] <= cpu
         last[:] = [used, time.monotonic()]
         return quiet
 
-    wait_for(idle_for_half_a_second, timeout=60, what="the servers to be idle")
+    wait_for(quiet_for_a_spell, timeout=timeout, what="the servers to be idle")
 
 
 def _processes(name: str, count: int) -> tuple[ServerProcess, int]:
