@@ -7,13 +7,22 @@ import socket
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.sync.client import connect, unix_connect
 
 from .rawws import RawClient
-from .servers import DEV_SERVER, GUNICORN, ServerProcess, free_port, socket_option, wait_for
+from .servers import (
+    DEV_SERVER,
+    GUNICORN,
+    TIMEOUT,
+    ServerProcess,
+    free_port,
+    socket_option,
+    wait_for,
+)
 
 
 def test_dev_server_echoes_with_the_same_settings():
@@ -107,15 +116,8 @@ def test_a_unix_socket_bind_serves_hello_and_names_the_forwarded_client(tmp_path
     whatever forwarded_allow_ips says (it was ignored: every access line said '-'). A
     refusal's log lines name no empty address (the access line began with a space)."""
     path = tmp_path / "echo.sock"
-    server = ServerProcess(GUNICORN, {"GUNICORN_CMD_ARGS": f"--bind unix:{path}"})
-
-    def accepting() -> bool:
-        with socket.socket(socket.AF_UNIX) as probe:
-            return probe.connect_ex(str(path)) == 0
-
-    server.start(wait=False)  # ready once the socket accepts, not at /healthz over TCP
+    server = start_on_a_unix_socket(path)
     try:
-        wait_for(accepting, what="the Unix socket")
         headers = {"X-Forwarded-For": "203.0.113.9", "User-Agent": "unix-socket-client"}
         with unix_connect(str(path), "ws://echo/ws?hello", additional_headers=headers) as ws:
             hello = json.loads(ws.recv())
@@ -132,6 +134,42 @@ def test_a_unix_socket_bind_serves_hello_and_names_the_forwarded_client(tmp_path
         assert "Traceback" not in server.log()
     finally:
         server.stop()
+
+
+def test_a_failed_tls_handshake_over_a_unix_socket_names_the_socket(tmp_path, certificate):
+    """Its INFO line named an empty address ("TLS handshake with  failed")."""
+    cert, key = certificate
+    path = tmp_path / "echo.sock"
+    server = start_on_a_unix_socket(path, f"--certfile {cert} --keyfile {key}")
+    try:
+        with socket.socket(socket.AF_UNIX) as plain:  # plain HTTP to a TLS socket
+            plain.settimeout(TIMEOUT)
+            plain.connect(str(path))
+            plain.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert plain.recv(100).startswith(b"HTTP/1.1 400 ")
+        line = server.log_line("plain HTTP sent to the TLS port")
+        assert f"TLS handshake with unix:{path} failed: " in line, line
+        assert "Traceback" not in server.log()
+    finally:
+        server.stop()
+
+
+def start_on_a_unix_socket(path: Path, args: str = "") -> ServerProcess:
+    """gunicorn bound to ``--bind unix:PATH``, ready once the socket accepts (there is
+    no /healthz over TCP to ask)."""
+    server = ServerProcess(GUNICORN, {"GUNICORN_CMD_ARGS": f"--bind unix:{path} {args}"})
+
+    def accepting() -> bool:
+        with socket.socket(socket.AF_UNIX) as probe:
+            return probe.connect_ex(str(path)) == 0
+
+    server.start(wait=False)
+    try:
+        wait_for(accepting, what="the Unix socket")
+    except BaseException:
+        server.stop()
+        raise
+    return server
 
 
 @pytest.mark.parametrize("command", [GUNICORN, DEV_SERVER], ids=["gunicorn", "dev-server"])

@@ -232,7 +232,7 @@ class WebSocketServer(WSGIServer):
         except (OSError, Evicted) as error:  # ssl.SSLError is an OSError
             log.info(
                 "TLS handshake with %s failed: %s",
-                peer_text(address, client_socket),
+                peer_text(address, client_socket if tls_socket is None else tls_socket),
                 self._failure(error),
             )
             metrics.request_unserved(_unserved_reason(error))
