@@ -145,9 +145,16 @@ class GunicornServer(WebSocketServer):
         super().__init__(*args, **kwargs)
         self.worker = worker
 
+    def close(self) -> None:
+        """Stop accepting; the worker stops serving too (``stop_serving``).
 
-#: Seconds between two looks at whether the worker is still to serve (``alive``).
-ALIVE_CHECK = 0.5
+        gunicorn closes its servers once the worker is no longer ``alive``,
+        whatever ended its life: its reloader (``--reload``, on a changed
+        file) only clears ``alive``, and the WebSockets stayed open, the old
+        code serving, until they left or ``graceful_timeout`` passed.
+        """
+        super().close()
+        self.worker.stop_serving()
 
 
 class WebSocketWorker(GeventWebSocketWorker):
@@ -181,7 +188,7 @@ class WebSocketWorker(GeventWebSocketWorker):
         self.nr += 1
         if self.nr == self.max_requests:
             self.log.info("Autorestarting worker after %d requests (max_requests)", self.nr)
-            self._stop()
+            self.stop_serving()
 
     def init_process(self) -> None:
         self._servers: list[GunicornServer] = []
@@ -197,9 +204,9 @@ class WebSocketWorker(GeventWebSocketWorker):
         """SIGTERM: stop, from the event loop. A handler runs between any two bytecodes,
         in whatever greenlet is running: accepting a batch, say, which a listener
         closed under it would end in a traceback."""
-        gevent.spawn(self._stop)
+        gevent.spawn(self.stop_serving)
 
-    def _stop(self) -> None:
+    def stop_serving(self) -> None:
         """Stop gracefully: accept nothing more, and close each WebSocket with 1001 once idle.
 
         gunicorn's loop would close the listeners within a second (its second
@@ -219,26 +226,11 @@ class WebSocketWorker(GeventWebSocketWorker):
     _served = False  # run() has returned: the process is on its way out
 
     def run(self) -> None:
-        watcher = gevent.spawn(self._stop_once_not_alive)
         try:
             super().run()
         finally:
-            watcher.kill(block=False)
             self._served = True
             metrics.BATCH.flush()  # the counts of the last second
-
-    def _stop_once_not_alive(self) -> None:
-        """Stop gracefully whatever ended the worker's life.
-
-        gunicorn's reloader (``--reload``, on a changed file) only sets
-        ``alive``: the WebSockets stayed open, and the old code served,
-        until they left or ``graceful_timeout`` passed, as the new worker
-        starts only once the old one has exited.
-        """
-        while self.alive:
-            gevent.sleep(ALIVE_CHECK)
-        if not self._quitting:
-            self._stop()
 
     def handle_quit(self, sig: int, frame: FrameType | None) -> None:
         """Quick shutdown (SIGQUIT, SIGINT): a Close frame where one can go now, then exit.
