@@ -65,6 +65,20 @@ def test_traffic_and_close_codes_counted_when_sessions_end(server):
     assert delta("echo_message_bytes_total", direction="out") == 105
 
 
+def test_the_usual_series_are_there_at_zero_before_any_connection():
+    """Handshakes accepted, traffic and the normal close, so a rate works from the first;
+    each child made at start, not at the end of a burst (echo/server/metrics.py)."""
+    with ServerProcess(GUNICORN) as fresh:
+        metrics = fresh.metrics()
+    for name, labels in [
+        ("echo_handshakes_total", {"result": "accepted", "reason": "ok"}),
+        ("echo_messages_total", {"direction": "in"}),
+        ("echo_message_bytes_total", {"direction": "out"}),
+        ("echo_closes_total", {"code": "1000", "by": "client"}),
+    ]:
+        assert metrics.get((name, tuple(sorted(labels.items())))) == 0.0, (name, labels)
+
+
 def test_a_scrape_shows_its_own_workers_counts_at_once(server):
     # Counts are written at most once a second (echo/server/metrics.py,
     # Batch), but the worker answering a scrape writes its own first.

@@ -11,6 +11,8 @@ import random
 import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 import weakref
 import zlib
@@ -48,6 +50,7 @@ from echo.server.settings import ConfigError, Settings
 from echo.server.sockets import send_now
 
 from .rawws import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, encode_frame, mask_bytes
+from .servers import ROOT
 
 MASKERS = {"c": frames._apply_mask_in_c, "ints": frames._apply_mask_with_ints}
 
@@ -715,6 +718,43 @@ def test_hosts_remembered_as_valid_are_bounded_and_never_excuse_a_second_host():
     request_head.parse([b"GET / HTTP/1.1\r\nHost: h0\r\n\r\n"])
     with pytest.raises(BadRequest, match="one Host header, not several"):
         request_head.parse([b"GET / HTTP/1.1\r\nHost: h0\r\nHost: h0\r\n\r\n"])
+
+
+# A handshake as Chromium sends it (its header names, in its order).
+CHROMIUM_HANDSHAKE = (
+    b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nConnection: Upgrade\r\nPragma: no-cache\r\n"
+    b"Cache-Control: no-cache\r\nUser-Agent: Mozilla/5.0\r\nUpgrade: websocket\r\n"
+    b"Origin: http://127.0.0.1:8000\r\nSec-WebSocket-Version: 13\r\n"
+    b"Accept-Encoding: gzip, deflate, br, zstd\r\nAccept-Language: en-US,en;q=0.9\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+)
+
+
+def test_the_header_names_of_usual_handshakes_are_cached_with_the_module():
+    """A fresh interpreter parses Chromium's and python websockets' handshakes without
+    adding to the cache of header names: entries made during a worker's first burst
+    of connections would keep one of its memory arenas (docs/hostile-input.md)."""
+    script = f"""
+from websockets.client import ClientProtocol
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
+from websockets.uri import parse_uri
+from echo.protocol import request_head
+client = ClientProtocol(
+    parse_uri("ws://127.0.0.1:8000/ws"), extensions=[ClientPerMessageDeflateFactory()]
+)
+client.send_request(client.connect())
+websockets_handshake = b"".join(client.data_to_send())
+before = request_head._environ_key.cache_info().misses
+for data in (websockets_handshake, {CHROMIUM_HANDSHAKE!r}):
+    assert request_head.parse([data]).environ["HTTP_UPGRADE"] == "websocket"
+print(request_head._environ_key.cache_info().misses - before)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"
 
 
 def test_values_are_shared_between_requests_unless_long():

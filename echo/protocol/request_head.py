@@ -269,3 +269,17 @@ def _environ_key(name: str) -> str | None:
         return None
     key = name.upper().replace("-", "_")
     return key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"
+
+
+#: The names of a handshake's headers as browsers and client libraries write
+#: them, cached with the module: an entry first made in the middle of a burst
+#: of connections outlives it in one of the burst's memory arenas and keeps
+#: that arena from going back to the system (docs/hostile-input.md, "Memory
+#: given back").
+HANDSHAKE_HEADER_NAMES = (
+    "Host", "Connection", "Upgrade", "Origin", "User-Agent", "Pragma", "Cache-Control",
+    "Accept-Encoding", "Accept-Language", "Sec-WebSocket-Key", "Sec-WebSocket-Version",
+    "Sec-WebSocket-Extensions", "Sec-WebSocket-Protocol",
+)  # fmt: skip
+for _name in HANDSHAKE_HEADER_NAMES:
+    _environ_key(_name)

@@ -19,6 +19,11 @@ what is done here (docs/hostile-input.md, "Memory given back", has the figures):
   process holds when it starts serving is frozen out of collections
   (``gc.freeze``), so a collection costs what the connections hold, not the
   modules.
+- A cache entry first made during a burst outlives it and keeps one of its
+  arenas. The caches every connection fills (the environ keys of a
+  handshake's header names, the normal close's metric child) are filled at
+  import instead: a fresh worker's RSS after 2,000 compressed connections,
+  against its cold start, went from a median of 1.18x to 1.15x (an arena).
 - Each log record asks ``threading.current_thread()`` for its thread name;
   under gevent every greenlet then gets a dummy thread object, made at a
   session's end and freed later, which scatters survivors across those

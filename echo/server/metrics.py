@@ -66,11 +66,15 @@ PING_RTT = Histogram(
 )
 
 
-# Made now, in the worker: each child opens its per-process file (see above).
+# Made now, in the worker: each child opens its per-process file (see above),
+# and is there, at 0, from the start. The normal close too, whose child made at
+# the end of a burst of connections would keep one of the burst's memory
+# arenas from going back to the system (memory.py).
 HANDSHAKES.labels("accepted", "ok")
 _TRAFFIC = ((MESSAGES, ("in",)), (BYTES, ("in",)), (MESSAGES, ("out",)), (BYTES, ("out",)))
 for _metric, _labels in _TRAFFIC:
     _metric.labels(*_labels)
+CLOSES.labels("1000", "client")
 
 #: Seconds a worker's counts may wait before they are written (``Batch``).
 FLUSH_INTERVAL = 1.0
