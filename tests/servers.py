@@ -69,6 +69,20 @@ def wait_for(
         time.sleep(0.02)
 
 
+def fresh_interpreter(script: str) -> str:
+    """What ``script`` prints, run by a new Python in the project's root; it must exit 0."""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=TIMEOUT,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 class ServerProcess:
     """A server command run in its own process group, logging to a file."""
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .servers import ROOT
+from .servers import ROOT, fresh_interpreter
 
 PACKAGE = ROOT / "echo"
 # What the sans-I/O protocol layer must work without.
@@ -108,8 +106,4 @@ def test_protocol_layer_imports_without_any_io_library():
         " and sys.modules[m] is not None)\n"
         "print(loaded)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "[]"
+    assert fresh_interpreter(script) == "[]"

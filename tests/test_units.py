@@ -11,8 +11,6 @@ import random
 import re
 import signal
 import socket
-import subprocess
-import sys
 import time
 import weakref
 import zlib
@@ -50,7 +48,7 @@ from echo.server.settings import ConfigError, Settings
 from echo.server.sockets import send_now
 
 from .rawws import OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_TEXT, encode_frame, mask_bytes
-from .servers import ROOT
+from .servers import fresh_interpreter
 
 MASKERS = {"c": frames._apply_mask_in_c, "ints": frames._apply_mask_with_ints}
 
@@ -750,11 +748,7 @@ for data in (websockets_handshake, {CHROMIUM_HANDSHAKE!r}):
     assert request_head.parse([data]).environ["HTTP_UPGRADE"] == "websocket"
 print(request_head._environ_key.cache_info().misses - before)
 """
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "0"
+    assert fresh_interpreter(script) == "0"
 
 
 def test_values_are_shared_between_requests_unless_long():

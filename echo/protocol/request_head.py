@@ -276,10 +276,10 @@ def _environ_key(name: str) -> str | None:
 #: of connections outlives it in one of the burst's memory arenas and keeps
 #: that arena from going back to the system (docs/hostile-input.md, "Memory
 #: given back").
-HANDSHAKE_HEADER_NAMES = (
+_HANDSHAKE_HEADER_NAMES = (
     "Host", "Connection", "Upgrade", "Origin", "User-Agent", "Pragma", "Cache-Control",
     "Accept-Encoding", "Accept-Language", "Sec-WebSocket-Key", "Sec-WebSocket-Version",
     "Sec-WebSocket-Extensions", "Sec-WebSocket-Protocol",
 )  # fmt: skip
-for _name in HANDSHAKE_HEADER_NAMES:
+for _name in _HANDSHAKE_HEADER_NAMES:
     _environ_key(_name)
