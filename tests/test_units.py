@@ -751,6 +751,19 @@ print(request_head._environ_key.cache_info().misses - before)
     assert fresh_interpreter(script) == "0"
 
 
+def test_a_flood_of_new_header_names_cannot_grow_their_cache():
+    """A client naming 9,000 headers never seen cannot grow the cache of header names, and
+    the usual ones are still read as before once it has pushed them out."""
+    for request in range(100):
+        names = "".join(f"X-Flood-{request}-{n}: v\r\n" for n in range(90))
+        request_head.parse([f"GET / HTTP/1.1\r\nHost: h\r\n{names}\r\n".encode()])
+    cache = request_head._environ_key.cache_info()
+    assert cache.currsize <= cache.maxsize == 256
+    environ = request_head.parse([CHROMIUM_HANDSHAKE]).environ
+    assert environ["HTTP_SEC_WEBSOCKET_VERSION"] == "13"
+    assert environ["HTTP_UPGRADE"] == "websocket"
+
+
 def test_values_are_shared_between_requests_unless_long():
     """Connections keep their environ: short values repeat and are shared (interned); a
     60 KB one from a hostile client would only cost its hashing."""
